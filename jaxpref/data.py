@@ -1,0 +1,442 @@
+"""Validation at the boundary, `PreferenceData`, and sufficient statistics.
+
+Everything a user hands to jaxpref passes through `load_preferences`, which checks it
+once and turns it into integer-coded NumPy arrays. The JAX core never sees bad input.
+
+Sufficient statistics (MODEL.md): with one gap mu per group, a user's labels enter the
+likelihood only through ``(k_jt, n_jt)``, the number of labels that preferred A and the
+number of labels in group ``t``. Users with identical count rows are merged into one row
+with a multiplicity, so EM cost per iteration depends on the number of distinct rows,
+not on the number of users. With per-label ``p`` nothing compresses and the labels
+themselves are the statistics (`LabelStats`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from jaxtyping import Float, Int
+
+__all__ = [
+    "DataError",
+    "PreferenceData",
+    "CountStats",
+    "LabelStats",
+    "load_preferences",
+    "user_counts",
+    "compress_counts",
+    "count_stats",
+    "histogram_counts",
+    "label_stats",
+    "bucket_size",
+    "validate_mu",
+    "check_positive",
+]
+
+#: Column names accepted as aliases when the configured name is absent (crowd-kit style).
+USER_ALIASES = ("user", "worker", "annotator", "user_id")
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the column or argument and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceData:
+    """Validated comparison-mode labels in long format.
+
+    Attributes:
+        frame: the input rows with every original column, in input order.
+        user_index: ``(num_labels,)`` int32, user code in ``[0, num_users)``.
+        label: ``(num_labels,)`` int8, 1 when the user preferred the stronger model A.
+        p: ``(num_labels,)`` float64 per-label probability that an attentive user prefers
+            A, or None when a gap mu is used instead.
+        group_index: ``(num_labels,)`` int32 group code, or None (one group).
+        user_ids: ``(num_users,)`` the original user ids, ``user_ids[user_index]`` per label.
+        group_ids: ``(num_groups,)`` the original group ids, or None.
+        user_column, label_column, p_column, group_column: the column names used.
+    """
+
+    frame: pd.DataFrame
+    user_index: np.ndarray
+    label: np.ndarray
+    p: np.ndarray | None
+    group_index: np.ndarray | None
+    user_ids: np.ndarray
+    group_ids: np.ndarray | None
+    user_column: str = "user"
+    label_column: str = "label"
+    p_column: str | None = None
+    group_column: str | None = None
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.label.shape[0])
+
+    @property
+    def num_users(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        return 1 if self.group_ids is None else int(self.group_ids.shape[0])
+
+
+class CountStats(NamedTuple):
+    """Label counts per row; a row is a user or a distinct count pattern shared by users.
+
+    Attributes:
+        num_pref_a: ``(num_rows, num_groups)`` labels that preferred A (k).
+        num_labels: ``(num_rows, num_groups)`` labels (n).
+        multiplicity: ``(num_rows,)`` users sharing the row (0 for padding rows).
+    """
+
+    num_pref_a: Float[Any, "num_rows num_groups"]
+    num_labels: Float[Any, "num_rows num_groups"]
+    multiplicity: Float[Any, " num_rows"]
+
+
+class LabelStats(NamedTuple):
+    """Per-label data for the uncompressible case of per-label p.
+
+    Attributes:
+        row_index: ``(num_labels,)`` int32 user row of each label.
+        label: ``(num_labels,)`` 1.0 if A was preferred, else 0.0.
+        p: ``(num_labels,)`` probability that an attentive user prefers A.
+        multiplicity: ``(num_rows,)`` 1 for real users, 0 for padding rows.
+    """
+
+    row_index: Int[Any, " num_labels"]
+    label: Float[Any, " num_labels"]
+    p: Float[Any, " num_labels"]
+    multiplicity: Float[Any, " num_rows"]
+
+
+def bucket_size(size: int, minimum: int = 8) -> int:
+    """Smallest size of the form 2^k or 3 * 2^(k-1) that holds ``size``.
+
+    Padding arrays to these buckets keeps the number of distinct compiled shapes
+    logarithmic in the data size while wasting at most a third of the memory.
+    """
+    size = max(int(size), minimum)
+    power = 1 << (size - 1).bit_length()
+    three_quarters = (3 * power) // 4
+    return three_quarters if three_quarters >= size else power
+
+
+def _read_file(path: str | os.PathLike) -> pd.DataFrame:
+    suffix = os.path.splitext(str(path))[1].lower()
+    if not os.path.exists(path):
+        raise DataError(f"data file {str(path)!r} does not exist: check the path")
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(path, lines=True)
+    if suffix == ".json":
+        return pd.read_json(path)
+    raise DataError(
+        f"data file {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl"
+    )
+
+
+def _to_pandas(data: Any) -> pd.DataFrame:
+    """Accepts pandas, polars, pyarrow, a path, or a mapping of equal-length arrays."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return _read_file(data)
+    module = type(data).__module__.split(".")[0]
+    if module == "polars":
+        return data.to_pandas()
+    if module == "pyarrow":
+        return data.to_pandas()
+    if isinstance(data, Mapping):
+        lengths = {name: len(np.asarray(values).reshape(-1)) for name, values in data.items()}
+        if len(set(lengths.values())) > 1:
+            raise DataError(
+                f"arrays have mismatched lengths {lengths}: give one value per label in every array"
+            )
+        return pd.DataFrame({name: np.asarray(values).reshape(-1) for name, values in data.items()})
+    raise DataError(
+        f"cannot read data of type {type(data).__name__}: pass a pandas/polars DataFrame, "
+        "a pyarrow Table, a .parquet/.csv/.jsonl path, or a dict of arrays"
+    )
+
+
+def _resolve_column(frame: pd.DataFrame, name: str, aliases: tuple[str, ...], what: str) -> str:
+    if name in frame.columns:
+        return name
+    for alias in aliases:
+        if alias in frame.columns:
+            return alias
+    raise DataError(
+        f"{what} column {name!r} not found; columns are {list(frame.columns)}: "
+        f"rename the column or pass {what}_column=<name>"
+    )
+
+
+def _check_no_nulls(values: pd.Series, column: str) -> None:
+    missing = int(values.isna().sum())
+    if missing:
+        first = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise DataError(
+            f"column {column!r} has {missing} missing (NaN/null) value(s), first at row {first}: "
+            "drop or fill those rows"
+        )
+
+
+def _validate_labels(values: pd.Series, column: str) -> np.ndarray:
+    _check_no_nulls(values, column)
+    if values.dtype == bool:
+        return values.to_numpy().astype(np.int8)
+    if not pd.api.types.is_numeric_dtype(values):
+        raise DataError(
+            f"column {column!r} has dtype {values.dtype}; labels must be numeric 0/1 "
+            "(1 = preferred the stronger model A)"
+        )
+    array = values.to_numpy()
+    bad = ~np.isin(array, (0, 1))
+    if bad.any():
+        examples = np.unique(array[bad])[:5].tolist()
+        raise DataError(
+            f"column {column!r} has {int(bad.sum())} value(s) outside {{0, 1}}, e.g. {examples}: "
+            "labels must be 1 (preferred model A) or 0 (preferred model B)"
+        )
+    return array.astype(np.int8)
+
+
+def _validate_probabilities(values: pd.Series, column: str) -> np.ndarray:
+    _check_no_nulls(values, column)
+    if not pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
+        raise DataError(f"column {column!r} has dtype {values.dtype}; p must be a float in (0, 1)")
+    array = values.to_numpy(dtype=np.float64)
+    bad = (array <= 0.0) | (array >= 1.0) | ~np.isfinite(array)
+    if bad.any():
+        examples = np.unique(array[bad])[:5].tolist()
+        raise DataError(
+            f"column {column!r} has {int(bad.sum())} value(s) outside the open interval (0, 1), "
+            f"e.g. {examples}: clip p away from 0 and 1"
+        )
+    return array
+
+
+def load_preferences(
+    data: Any,
+    *,
+    user_column: str = "user",
+    label_column: str = "label",
+    p_column: str | None = None,
+    group_column: str | None = None,
+) -> PreferenceData:
+    """Validates comparison-mode labels and codes them as arrays.
+
+    Args:
+        data: a pandas or polars DataFrame, a pyarrow Table, a path to a .parquet, .csv or
+            .jsonl file, a dict of equal-length arrays, or an existing `PreferenceData`.
+        user_column: column of user ids (any hashable). ``worker`` / ``annotator`` are
+            accepted when ``user`` is absent, as in crowd-kit.
+        label_column: column of labels, 1 = preferred the stronger model A, 0 = model B.
+        p_column: optional column of per-label probabilities in (0, 1) that an attentive
+            user prefers A (e.g. a reward model's sigmoid(r_A - r_B)).
+        group_column: optional column of groups (topics or model pairs); each group gets its
+            own gap mu.
+
+    Returns:
+        The validated `PreferenceData`.
+
+    Raises:
+        DataError: empty data, missing columns, NaN/null values, labels outside {0, 1},
+            p outside (0, 1), mismatched array lengths or unreadable files.
+
+    Example:
+        >>> data = load_preferences({"user": ["a", "a", "b"], "label": [1, 0, 1]})
+        >>> data.num_users, data.num_labels
+        (2, 3)
+    """
+    if isinstance(data, PreferenceData):
+        return data
+    frame = _to_pandas(data)
+    if len(frame) == 0:
+        raise DataError("data is empty: it has no labels (rows); pass at least one labelled comparison")
+    user_aliases = USER_ALIASES if user_column == "user" else ()
+    user_column = _resolve_column(frame, user_column, user_aliases, "user")
+    label_column = _resolve_column(frame, label_column, (), "label")
+    _check_no_nulls(frame[user_column], user_column)
+    label = _validate_labels(frame[label_column], label_column)
+    user_codes, user_ids = pd.factorize(frame[user_column], sort=False)
+
+    p = None
+    if p_column is not None:
+        p_column = _resolve_column(frame, p_column, (), "p")
+        p = _validate_probabilities(frame[p_column], p_column)
+
+    group_index = group_ids = None
+    if group_column is not None:
+        if p_column is not None:
+            raise DataError(
+                "p_column and group_column were both given: per-label p already carries the gap "
+                "of each label; pass one of them"
+            )
+        group_column = _resolve_column(frame, group_column, (), "group")
+        _check_no_nulls(frame[group_column], group_column)
+        group_codes, group_ids = pd.factorize(frame[group_column], sort=True)
+        group_index = group_codes.astype(np.int32)
+        group_ids = np.asarray(group_ids)
+
+    return PreferenceData(
+        frame=frame,
+        user_index=user_codes.astype(np.int32),
+        label=label,
+        p=p,
+        group_index=group_index,
+        user_ids=np.asarray(user_ids),
+        group_ids=group_ids,
+        user_column=user_column,
+        label_column=label_column,
+        p_column=p_column,
+        group_column=group_column,
+    )
+
+
+def user_counts(data: PreferenceData) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user, per-group counts.
+
+    Returns:
+        ``(num_pref_a, num_labels)``, each ``(num_users, num_groups)`` int64.
+    """
+    num_groups = data.num_groups
+    group = np.zeros_like(data.user_index) if data.group_index is None else data.group_index
+    cell = data.user_index.astype(np.int64) * num_groups + group
+    size = data.num_users * num_groups
+    num_labels = np.bincount(cell, minlength=size).reshape(data.num_users, num_groups)
+    num_pref_a = np.bincount(cell, weights=data.label, minlength=size).reshape(data.num_users, num_groups)
+    return num_pref_a.astype(np.int64), num_labels
+
+
+def compress_counts(
+    num_pref_a: np.ndarray, num_labels: np.ndarray, dtype: Any = np.float32
+) -> tuple[CountStats, np.ndarray]:
+    """Merges users with identical count rows and pads to a bucketed number of rows.
+
+    Args:
+        num_pref_a: ``(num_users, num_groups)`` labels that preferred A per user.
+        num_labels: ``(num_users, num_groups)`` labels per user.
+        dtype: float dtype of the returned statistics.
+
+    Returns:
+        ``(stats, row_of_user)`` where ``row_of_user`` is ``(num_users,)`` and maps each user
+        to its row of ``stats``.
+    """
+    num_groups = num_pref_a.shape[1]
+    pairs = np.concatenate([num_pref_a, num_labels], axis=1)
+    if num_groups == 1:
+        # One (k, n) pair per user: a single integer key is much faster than unique rows.
+        width = int(num_labels.max()) + 1
+        key = num_labels[:, 0].astype(np.int64) * width + num_pref_a[:, 0]
+        unique_keys, row_of_user, multiplicity = np.unique(key, return_inverse=True, return_counts=True)
+        rows = np.stack([unique_keys % width, unique_keys // width], axis=1)
+    else:
+        rows, row_of_user, multiplicity = np.unique(
+            pairs, axis=0, return_inverse=True, return_counts=True
+        )
+    num_rows = bucket_size(rows.shape[0])
+    padded = np.zeros((num_rows, 2 * num_groups), dtype=dtype)
+    padded[: rows.shape[0]] = rows
+    padded_multiplicity = np.zeros(num_rows, dtype=dtype)
+    padded_multiplicity[: rows.shape[0]] = multiplicity
+    stats = CountStats(
+        num_pref_a=padded[:, :num_groups],
+        num_labels=padded[:, num_groups:],
+        multiplicity=padded_multiplicity,
+    )
+    return stats, row_of_user.reshape(-1).astype(np.int64)
+
+
+def count_stats(data: PreferenceData, dtype: Any = np.float32) -> tuple[CountStats, np.ndarray]:
+    """Compressed `CountStats` of validated data; see `compress_counts`."""
+    if data.p is not None:
+        raise DataError("data has per-label p: counts are not sufficient, use label_stats")
+    return compress_counts(*user_counts(data), dtype=dtype)
+
+
+def label_stats(data: PreferenceData, dtype: Any = np.float32) -> LabelStats:
+    """Per-label statistics padded to bucketed sizes (padding labels go to a padding row).
+
+    Returns:
+        `LabelStats` whose rows are users in the order of ``data.user_ids``.
+    """
+    if data.p is None:
+        raise DataError("label_stats needs per-label p: pass p_column=...")
+    num_rows = bucket_size(data.num_users + 1)
+    num_labels = bucket_size(data.num_labels)
+    pad = num_labels - data.num_labels
+    row_index = np.concatenate([data.user_index, np.full(pad, num_rows - 1, np.int32)])
+    label = np.concatenate([data.label, np.zeros(pad, np.int8)]).astype(dtype)
+    p = np.concatenate([data.p, np.full(pad, 0.5)]).astype(dtype)
+    multiplicity = np.zeros(num_rows, dtype=dtype)
+    multiplicity[: data.num_users] = 1.0
+    return LabelStats(row_index=row_index, label=label, p=p, multiplicity=multiplicity)
+
+
+def validate_mu(mu: Any, argument: str = "mu") -> np.ndarray:
+    """Checks a gap (scalar or one per group) lies in the open interval (1/2, 1)."""
+    values = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise DataError(f"{argument}={mu!r} must be a finite number in (0.5, 1)")
+    if np.any(values <= 0.5) or np.any(values >= 1.0):
+        raise DataError(
+            f"{argument}={mu!r} is outside (0.5, 1): mu is the probability that an attentive user "
+            "prefers the stronger model A, so it must exceed 1/2 (swap A and B if it does not) "
+            "and be below 1"
+        )
+    return values
+
+
+def check_positive(value: Any, argument: str) -> float:
+    """A finite, strictly positive float, or a `DataError` naming the argument."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{argument}={value!r} must be a positive number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise DataError(f"{argument}={value!r} must be a finite number > 0")
+    return number
+
+
+def histogram_counts(num_pref_a: Any, num_labels: Any, max_labels: int) -> CountStats:
+    """Jittable compression of one-gap counts into all (k, n) pairs with ``n <= max_labels``.
+
+    Unlike `compress_counts` (NumPy, exact distinct rows), the output shape depends only on
+    ``max_labels``, so it can be vmapped over simulated replications.
+
+    Args:
+        num_pref_a: ``(num_users,)`` k per user.
+        num_labels: ``(num_users,)`` n per user, each at most ``max_labels``.
+        max_labels: static bound on n.
+
+    Returns:
+        `CountStats` with ``(max_labels + 1)**2`` rows, row ``n * (max_labels + 1) + k``;
+        rows that no user has (or with k > n) have multiplicity 0.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    width = max_labels + 1
+    k_values = jnp.tile(jnp.arange(width), width)
+    n_values = jnp.repeat(jnp.arange(width), width)
+    cell = jnp.asarray(num_labels, jnp.int32) * width + jnp.asarray(num_pref_a, jnp.int32)
+    dtype = jnp.result_type(float)
+    multiplicity = jax.ops.segment_sum(jnp.ones(cell.shape, dtype), cell, num_segments=width * width)
+    return CountStats(
+        num_pref_a=k_values[:, None].astype(dtype),
+        num_labels=n_values[:, None].astype(dtype),
+        multiplicity=multiplicity,
+    )

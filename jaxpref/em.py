@@ -1,0 +1,268 @@
+"""EM for the attentiveness model: a pure `step`, a jitted `fit`, and vmapped restarts.
+
+The complete data are each user's grid node g and each label's attentiveness z
+(MODEL.md). The E-step gives the posterior over nodes per user and the expected attentive
+labels; the M-step is closed form for node weights, moving nodes and mu, and a monotone
+Newton step for the Beta shapes. The objective (log-likelihood plus log-prior of mu when mu
+has a prior) never decreases.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from jaxpref.data import CountStats
+    >>> from jaxpref.families import make_family
+    >>> stats = CountStats(jnp.array([[9.0], [5.0]]), jnp.array([[10.0], [10.0]]), jnp.array([60.0, 40.0]))
+    >>> config = EMConfig(family=make_family("two_point", support=(0.0, 1.0)), mu_mode="known")
+    >>> result = fit(init(config, mu=jnp.array([0.9])), stats, config)
+    >>> bool(result.converged)
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from jaxpref.families import FamilyParams, FamilySpec, family_m_step, initial_family_params
+from jaxpref.likelihood import LogLikTable, Stats, expected_counts, marginal_loglik
+
+__all__ = [
+    "MU_MODES",
+    "EMConfig",
+    "EMState",
+    "EMInfo",
+    "FitOutput",
+    "init",
+    "log_prior",
+    "objective",
+    "step",
+    "fit",
+    "fit_restarts",
+    "node_log_posterior",
+]
+
+#: ``known``: mu fixed; ``prior``: MAP under Beta(a, b); ``free``: MLE; ``per_label``: p given.
+MU_MODES = ("known", "prior", "free", "per_label")
+
+#: mu is kept inside [1/2 + MU_MARGIN, 1 - MU_MARGIN] so that log(1 - q) stays finite.
+MU_MARGIN = 1e-6
+
+
+class EMConfig(NamedTuple):
+    """Static EM configuration (hashable; a jit static argument).
+
+    Attributes:
+        family: the P_eta family.
+        mu_mode: one of `MU_MODES`.
+        mu_prior: Beta(a, b) prior on each mu (used when ``mu_mode == "prior"``).
+        tol: stop when the objective changes by less than ``tol`` per user.
+        max_iter: iteration cap (also the length of the trace).
+    """
+
+    family: FamilySpec
+    mu_mode: str = "known"
+    mu_prior: tuple[float, float] = (1.0, 1.0)
+    tol: float = 1e-7
+    max_iter: int = 2000
+
+    @property
+    def estimates_mu(self) -> bool:
+        return self.mu_mode in ("prior", "free")
+
+
+class EMState(NamedTuple):
+    """Parameters carried between iterations.
+
+    Attributes:
+        family: P_eta on the grid.
+        mu: ``(num_groups,)`` gaps (a dummy ``(1,)`` for per-label p).
+    """
+
+    family: FamilyParams
+    mu: Float[Array, " num_groups"]
+
+
+class EMInfo(NamedTuple):
+    """What one step saw, evaluated at the step's input parameters."""
+
+    loglik: Array
+    objective: Array
+
+
+class FitOutput(NamedTuple):
+    """Result of `fit`.
+
+    Attributes:
+        state: final parameters.
+        loglik: observed log-likelihood at ``state``.
+        objective: ``loglik`` plus the log-prior of mu (equal to loglik without a prior).
+        num_iter: EM iterations run.
+        converged: whether the tolerance was met before ``max_iter``.
+        loglik_trace: ``(max_iter,)`` log-likelihood before each iteration, NaN after the end.
+        objective_trace: ``(max_iter,)`` objective before each iteration, NaN after the end.
+    """
+
+    state: EMState
+    loglik: Array
+    objective: Array
+    num_iter: Array
+    converged: Array
+    loglik_trace: Array
+    objective_trace: Array
+
+
+def init(config: EMConfig, mu: Array, key: Array | None = None, dtype=jnp.float32) -> EMState:
+    """Starting state; ``key=None`` is the deterministic default start."""
+    return EMState(initial_family_params(key, config.family, dtype), jnp.asarray(mu, dtype))
+
+
+def log_prior(config: EMConfig, mu: Array) -> Array:
+    """Log Beta(a, b) prior density of mu (up to a constant); 0 unless ``mu_mode == "prior"``."""
+    if config.mu_mode != "prior":
+        return jnp.zeros((), mu.dtype)
+    a, b = config.mu_prior
+    return jnp.sum((a - 1.0) * jnp.log(mu) + (b - 1.0) * jnp.log1p(-mu))
+
+
+def _multiplicity(stats: Stats) -> Array:
+    return stats.multiplicity
+
+
+def objective(state: EMState, stats: Stats, config: EMConfig) -> tuple[Array, Array]:
+    """``(loglik, objective)`` at ``state``."""
+    per_row, _ = marginal_loglik(stats, state.family.eta_grid, state.family.log_weights, state.mu)
+    loglik = jnp.sum(_multiplicity(stats) * per_row)
+    return loglik, loglik + log_prior(config, state.mu)
+
+
+def _mu_m_step(config: EMConfig, mu: Array, attentive_a: Array, attentive_b: Array) -> Array:
+    a, b = config.mu_prior if config.mu_mode == "prior" else (1.0, 1.0)
+    numerator = attentive_a + (a - 1.0)
+    denominator = attentive_a + attentive_b + (a + b - 2.0)
+    proposal = numerator / jnp.where(denominator > 0, denominator, 1.0)
+    # The objective is concave in mu, so clipping to the allowed interval is the exact
+    # constrained maximiser.
+    proposal = jnp.clip(proposal, 0.5 + MU_MARGIN, 1.0 - MU_MARGIN)
+    return jnp.where(denominator > 0, proposal, mu)
+
+
+def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInfo]:
+    """One EM iteration.
+
+    Args:
+        state: current parameters.
+        stats: `CountStats`, `LabelStats` or `LogLikTable` (per-label p on a fixed grid).
+        config: static configuration.
+
+    Returns:
+        ``(new_state, info)`` where ``info`` holds the log-likelihood and objective at the
+        *input* state (computed by the E-step anyway).
+    """
+    family = state.family
+    per_row, log_resp = marginal_loglik(stats, family.eta_grid, family.log_weights, state.mu)
+    multiplicity = _multiplicity(stats)
+    loglik = jnp.sum(multiplicity * per_row)
+    info = EMInfo(loglik, loglik + log_prior(config, state.mu))
+
+    weighted_resp = jnp.exp(log_resp) * multiplicity[:, None]
+    node_totals = jnp.sum(weighted_resp, axis=0)
+    needs_counts = config.family.moving_nodes or config.estimates_mu
+    counts = None
+    if needs_counts:
+        if isinstance(stats, LogLikTable):
+            raise ValueError("a precomputed table cannot update nodes or mu; pass LabelStats")
+        counts = expected_counts(stats, family.eta_grid, state.mu, weighted_resp)
+    new_family = family_m_step(config.family, family, node_totals, counts)
+    mu = state.mu
+    if config.estimates_mu:
+        mu = _mu_m_step(
+            config, mu, jnp.sum(counts.attentive_pref_a, axis=0), jnp.sum(counts.attentive_pref_b, axis=0)
+        )
+    return EMState(new_family, mu), info
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def fit(initial_state: EMState, stats: Stats, config: EMConfig) -> FitOutput:
+    """Runs EM to convergence inside one `lax.while_loop`.
+
+    Stops when ``|objective_t - objective_{t-1}| <= tol * num_users`` or at ``max_iter``.
+    Vmappable over ``initial_state`` (restarts) and over ``stats`` (replications).
+    """
+    dtype = initial_state.mu.dtype
+    num_users = jnp.sum(_multiplicity(stats))
+    nan_trace = jnp.full((config.max_iter,), jnp.nan, dtype)
+
+    def keep_going(carry):
+        _, previous, current, iteration, _, _ = carry
+        changed = jnp.abs(current - previous) > config.tol * num_users
+        return (iteration < config.max_iter) & ((iteration < 2) | changed)
+
+    def body(carry):
+        state, _, current, iteration, loglik_trace, objective_trace = carry
+        new_state, info = step(state, stats, config)
+        return (
+            new_state,
+            current,
+            info.objective,
+            iteration + 1,
+            loglik_trace.at[iteration].set(info.loglik),
+            objective_trace.at[iteration].set(info.objective),
+        )
+
+    inf = jnp.asarray(jnp.inf, dtype)
+    carry = (initial_state, -inf, -inf, jnp.zeros((), jnp.int32), nan_trace, nan_trace)
+    state, previous, current, iteration, loglik_trace, objective_trace = jax.lax.while_loop(
+        keep_going, body, carry
+    )
+    loglik, final_objective = objective(state, stats, config)
+    converged = jnp.abs(current - previous) <= config.tol * num_users
+    return FitOutput(state, loglik, final_objective, iteration, converged, loglik_trace, objective_trace)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_restarts"))
+def fit_restarts(
+    key: Array, stats: Stats, config: EMConfig, mu: Array, num_restarts: int
+) -> tuple[FitOutput, FitOutput]:
+    """Runs ``num_restarts`` EM fits in one vmapped computation and keeps the best.
+
+    Restart 0 starts from the deterministic default; the others from random starts drawn
+    from distinct keys (P_eta parameters, and mu when it is estimated).
+
+    Args:
+        key: PRNG key for the random starts.
+        stats: the statistics.
+        config: static configuration.
+        mu: ``(num_groups,)`` the known gap, or the starting gap when it is estimated.
+        num_restarts: number of starts (>= 1).
+
+    Returns:
+        ``(best, all_fits)``: the fit with the highest final objective, and every fit
+        stacked along a leading axis of size ``num_restarts``.
+    """
+    dtype = mu.dtype
+    default = init(config, mu, None, dtype)
+    keys = jax.random.split(key, num_restarts)
+
+    def random_start(restart_key):
+        family_key, mu_key = jax.random.split(restart_key)
+        state = init(config, mu, family_key, dtype)
+        if config.estimates_mu:
+            state = state._replace(mu=jax.random.uniform(mu_key, mu.shape, dtype, 0.55, 0.95))
+        return state
+
+    starts = jax.vmap(random_start)(keys)
+    starts = jax.tree.map(lambda first, rest: rest.at[0].set(first), default, starts)
+    fits = jax.vmap(fit, in_axes=(0, None, None))(starts, stats, config)
+    scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
+    best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
+    return best, fits
+
+
+def node_log_posterior(state: EMState, stats: Stats) -> Array:
+    """``(num_rows, num_nodes)`` log P(node g | data_j) at ``state``."""
+    _, log_resp = marginal_loglik(stats, state.family.eta_grid, state.family.log_weights, state.mu)
+    return log_resp
+

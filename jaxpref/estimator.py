@@ -1,0 +1,429 @@
+"""The friendly layer: `fit_attentiveness` (function API) and `AttentivenessEM` (estimator).
+
+Both validate options once, build sufficient statistics, run the jitted core of
+`jaxpref.em`, and return tables keyed by the users' original ids. `AttentivenessEM` is a
+thin crowd-kit/sklearn-style shell over `fit_attentiveness`: one implementation.
+
+Example:
+    >>> import jax
+    >>> from jaxpref.simulate import simulate
+    >>> sim = simulate(jax.random.key(0), num_users=300, labels_per_user=20, mu=0.8,
+    ...                family="two_point", support=(0.1, 0.9), weight_hi=0.5)
+    >>> model = AttentivenessEM(family="two_point", support=(0.1, 0.9), mu=0.8).fit(sim.frame)
+    >>> round(model.params_["weights"][1], 1)
+    0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from jaxpref import em
+from jaxpref.data import (
+    DataError,
+    PreferenceData,
+    check_positive,
+    count_stats,
+    label_stats,
+    load_preferences,
+    validate_mu,
+)
+from jaxpref.families import FamilyParams, FamilySpec, make_family
+from jaxpref.likelihood import LabelStats, tabulate
+from jaxpref.posterior import (
+    count_label_attentiveness,
+    per_label_attentiveness,
+    user_posterior,
+)
+from jaxpref.uncertainty import standard_errors
+
+__all__ = ["IdentifiabilityWarning", "AttentivenessFit", "fit_attentiveness", "AttentivenessEM"]
+
+#: The paper's "Prior" setting for mu: Beta(8, 2).
+PAPER_MU_PRIOR = (8.0, 2.0)
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+class IdentifiabilityWarning(UserWarning):
+    """mu and P_eta are (weakly) unidentified together; see MODEL.md, "Identifiability"."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentivenessFit:
+    """A fitted attentiveness model.
+
+    Attributes:
+        params: ``{"mu", "support", "weights", "alpha", "beta", "eta_grid"}``; ``mu`` is a
+            float, a ``{group: mu}`` dict, or None with per-label p.
+        standard_errors: ``{name: se}`` from the observed information (NaN on an edge).
+        loglik: observed log-likelihood.
+        objective: loglik plus the log-prior of mu (equal to loglik without a prior).
+        num_iter, converged: EM iterations and whether ``tol`` was met.
+        loglik_trace: ``(num_iter,)`` log-likelihood before each iteration.
+        aic, bic: information criteria (BIC counts users as the sample size).
+        users: per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd,
+            prob_attentive``, users in order of first appearance.
+        data: the validated input.
+        family, mu_mode, threshold, dtype: the options used.
+        state, config: the core's final `EMState` and `EMConfig`.
+    """
+
+    params: dict[str, Any]
+    standard_errors: dict[str, float]
+    loglik: float
+    objective: float
+    num_iter: int
+    converged: bool
+    loglik_trace: np.ndarray
+    aic: float
+    bic: float
+    users: pd.DataFrame
+    data: PreferenceData
+    family: str
+    mu_mode: str
+    threshold: float
+    dtype: str
+    state: em.EMState = dataclasses.field(repr=False)
+    config: em.EMConfig = dataclasses.field(repr=False)
+    log_resp: np.ndarray = dataclasses.field(repr=False)
+    row_of_user: np.ndarray = dataclasses.field(repr=False)
+
+    def label_attentiveness(self) -> np.ndarray:
+        """``(num_labels,)`` P(z_i = 1 | y_i, data) for every input row, in input order."""
+        data = self.data
+        with jax.enable_x64(self.dtype == "float64"):
+            if data.p is not None:
+                return per_label_attentiveness(
+                    self.log_resp, np.asarray(self.state.family.eta_grid), data.user_index, data.p, data.label
+                )
+            if_a, if_b = count_label_attentiveness(
+                jnp.asarray(self.log_resp), self.state.family.eta_grid, self.state.mu
+            )
+        rows = self.row_of_user[data.user_index]
+        group = np.zeros_like(rows) if data.group_index is None else data.group_index
+        return np.where(data.label > 0, np.asarray(if_a)[rows, group], np.asarray(if_b)[rows, group])
+
+    @property
+    def labels(self) -> pd.DataFrame:
+        """The input rows (every original column) plus ``label_attentive``, ``flip_rate``
+        and the user's ``eta_mean``."""
+        attentive = self.label_attentiveness()
+        frame = self.data.frame.copy()
+        frame["label_attentive"] = attentive
+        frame["flip_rate"] = (1.0 - attentive) / 2.0
+        frame["eta_mean"] = self.users["eta_mean"].to_numpy()[self.data.user_index]
+        return frame
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json`` object)."""
+        return {
+            "family": self.family,
+            "params": {key: self.params[key] for key in ("mu", "support", "weights", "alpha", "beta")},
+            "standard_errors": {k: (None if math.isnan(v) else v) for k, v in self.standard_errors.items()},
+            "loglik": self.loglik,
+            "n_iter": self.num_iter,
+            "converged": self.converged,
+            "n_users": self.data.num_users,
+            "n_labels": self.data.num_labels,
+            "aic": self.aic,
+            "bic": self.bic,
+        }
+
+
+def _resolve_mu(
+    data: PreferenceData, mu: Any, mu_prior: Any, spec: FamilySpec
+) -> tuple[str, np.ndarray, tuple[float, float]]:
+    """Returns ``(mu_mode, mu_start_per_group, prior)``."""
+    if data.p is not None:
+        if mu is not None or mu_prior is not None:
+            raise DataError(
+                "mu/mu_prior were given with per-label p: p already is each label's gap; drop mu or p_column"
+            )
+        return "per_label", np.asarray([0.75]), (1.0, 1.0)
+    if isinstance(mu, str) and mu != "free":
+        raise DataError(f"mu={mu!r} is not understood: pass a number in (0.5, 1), a list per group, or 'free'")
+    mode = "free" if mu == "free" else ("known" if mu is not None and mu_prior is None else "prior")
+    prior = (1.0, 1.0)
+    if mode == "prior":
+        prior = PAPER_MU_PRIOR if mu_prior is None else mu_prior
+        try:
+            a, b = (float(v) for v in prior)
+        except (TypeError, ValueError):
+            raise DataError(f"mu_prior={mu_prior!r} must be two numbers a,b (e.g. 8,2)") from None
+        prior = (check_positive(a, "mu_prior a"), check_positive(b, "mu_prior b"))
+    num_groups = data.num_groups
+    if mode in ("free", "prior") and (mu is None or mu == "free"):
+        return mode, np.full(num_groups, 0.75), prior
+    if isinstance(mu, Mapping):
+        if data.group_ids is None:
+            raise DataError("mu was given per group but the data have no group column: pass group_column=")
+        missing = [g for g in data.group_ids if g not in mu]
+        if missing:
+            raise DataError(f"mu has no value for group(s) {missing[:5]}: give one mu per group")
+        values = validate_mu([mu[g] for g in data.group_ids])
+    else:
+        values = validate_mu(mu)
+        if values.size == 1:
+            values = np.full(num_groups, values[0])
+        elif values.size != num_groups:
+            raise DataError(
+                f"mu has {values.size} values but the data have {num_groups} group(s): "
+                "give one mu, or one per group in sorted group order"
+            )
+    return mode, values, prior
+
+
+def _warn_identifiability(mode: str, spec: FamilySpec) -> None:
+    if mode != "free":
+        return
+    if spec.moving_nodes:
+        message = (
+            f"mu='free' with family={spec.name!r} and an estimated support is not identified: only "
+            "eta * (mu - 1/2) enters the likelihood, so (eta, mu) and (c eta, 1/2 + (mu - 1/2)/c) fit "
+            "equally well. Fix mu, give mu_prior=(8, 2), or fix the support."
+        )
+    else:
+        message = (
+            f"mu='free' with family={spec.name!r} is only weakly identified (through the edge eta <= 1): "
+            "expect a flat likelihood in mu and large standard errors; prefer a known mu or mu_prior=(8, 2)."
+        )
+    warnings.warn(message, IdentifiabilityWarning, stacklevel=3)
+
+
+def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
+    """Orders an estimated two-point support as (lo, hi) (EM may swap the labels)."""
+    if spec.name != "two_point" or spec.support is not None:
+        return state
+    order = jnp.argsort(state.family.eta_grid)
+    family = state.family
+    return state._replace(family=FamilyParams(family.eta_grid[order], family.log_weights[order], family.beta_shape))
+
+
+def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: PreferenceData) -> dict[str, Any]:
+    grid = np.asarray(state.family.eta_grid, np.float64)
+    weights = np.exp(np.asarray(state.family.log_weights, np.float64))
+    mu_values = np.asarray(state.mu, np.float64).tolist()
+    if mode == "per_label":
+        mu = None
+    elif data.group_ids is not None:
+        mu = {_json_key(g): m for g, m in zip(data.group_ids, mu_values)}
+    else:
+        mu = mu_values[0]
+    return {
+        "mu": mu,
+        "support": grid.tolist() if spec.name in ("point", "two_point") else None,
+        "weights": weights.tolist() if spec.name in ("two_point", "npmle") else None,
+        "alpha": float(state.family.beta_shape[0]) if spec.name == "beta" else None,
+        "beta": float(state.family.beta_shape[1]) if spec.name == "beta" else None,
+        "eta_grid": grid.tolist(),
+    }
+
+
+def _json_key(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def fit_attentiveness(
+    data: Any,
+    *,
+    family: str = "two_point",
+    mu: float | Sequence[float] | Mapping[Any, float] | str | None = None,
+    mu_prior: tuple[float, float] | None = None,
+    support: tuple[float, float] | None = None,
+    num_grid: int = 64,
+    threshold: float = 0.5,
+    num_restarts: int = 4,
+    seed: int = 0,
+    tol: float = 1e-7,
+    max_iter: int = 2000,
+    dtype: str = "float32",
+    user_column: str = "user",
+    label_column: str = "label",
+    p_column: str | None = None,
+    group_column: str | None = None,
+) -> AttentivenessFit:
+    """Fits the attentiveness model by EM.
+
+    Args:
+        data: labels (see `jaxpref.data.load_preferences` for accepted inputs).
+        family: P_eta family: ``point``, ``two_point``, ``beta`` or ``npmle``.
+        mu: the gap. A number in (0.5, 1) (known; one per group as a list in sorted group
+            order or a ``{group: mu}`` dict), ``"free"`` for the MLE (warns: weakly or not
+            identified), or None for MAP under ``mu_prior``.
+        mu_prior: Beta(a, b) prior on mu; default with ``mu=None`` is the paper's (8, 2).
+            With a numeric ``mu`` it is used as the starting value of the MAP search.
+        support: fixed ``(lo, hi)`` for ``two_point``; None estimates it.
+        num_grid: grid size G for ``beta`` and ``npmle``.
+        threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
+        num_restarts: EM starts run together with `jax.vmap`; the best objective is kept.
+        seed: seed of the random starts.
+        tol: stop when the objective changes by less than ``tol`` per user.
+        max_iter: iteration cap.
+        dtype: ``"float32"`` (default) or ``"float64"``.
+        user_column, label_column, p_column, group_column: column names.
+
+    Returns:
+        An `AttentivenessFit`.
+
+    Raises:
+        DataError: on bad data or options (the message names the argument and the fix).
+    """
+    if dtype not in DTYPES:
+        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    if not isinstance(num_restarts, int) or num_restarts < 1:
+        raise DataError(f"num_restarts={num_restarts!r} must be an integer >= 1")
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise DataError(f"max_iter={max_iter!r} must be an integer >= 1")
+    check_positive(tol, "tol")
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
+    spec = make_family(family, num_grid, support)
+    data = load_preferences(
+        data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
+    )
+    mode, mu_start, prior = _resolve_mu(data, mu, mu_prior, spec)
+    _warn_identifiability(mode, spec)
+    config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter)
+
+    with jax.enable_x64(dtype == "float64"):
+        float_dtype = np.dtype(DTYPES[dtype])
+        if data.p is None:
+            stats, row_of_user = count_stats(data, float_dtype)
+        else:
+            stats, row_of_user = label_stats(data, float_dtype), np.arange(data.num_users)
+        stats = jax.tree.map(jnp.asarray, stats)
+        core_stats = stats
+        if isinstance(stats, LabelStats) and not spec.moving_nodes:
+            core_stats = tabulate(stats, em.init(config, mu_start.astype(float_dtype)).family.eta_grid)
+        best, _ = em.fit_restarts(
+            jax.random.key(seed), core_stats, config, jnp.asarray(mu_start, float_dtype), num_restarts
+        )
+        state = _canonical_order(best.state, spec)
+        errors = standard_errors(state, stats, config)
+        log_resp = em.node_log_posterior(state, core_stats)
+        summaries = user_posterior(log_resp, state.family.eta_grid, jnp.asarray(threshold, float_dtype))
+        log_resp = np.asarray(log_resp)
+        summaries = {name: np.asarray(value, np.float64)[row_of_user] for name, value in summaries._asdict().items()}
+
+    loglik = float(best.loglik)
+    # One parameter per free coordinate of the observed information (npmle: nodes in use - 1).
+    num_params = len(errors)
+    num_labels = np.bincount(data.user_index, minlength=data.num_users)
+    num_pref_a = np.bincount(data.user_index, weights=data.label, minlength=data.num_users).astype(np.int64)
+    users = pd.DataFrame(
+        {
+            "user": data.user_ids,
+            "n_labels": num_labels,
+            "n_pref_a": num_pref_a,
+            **summaries,
+        }
+    )
+    trace = np.asarray(best.loglik_trace, np.float64)[: int(best.num_iter)]
+    return AttentivenessFit(
+        params=_params_dict(state, spec, mode, data),
+        standard_errors=errors,
+        loglik=loglik,
+        objective=float(best.objective),
+        num_iter=int(best.num_iter),
+        converged=bool(best.converged),
+        loglik_trace=trace,
+        aic=2.0 * num_params - 2.0 * loglik,
+        bic=num_params * math.log(data.num_users) - 2.0 * loglik,
+        users=users,
+        data=data,
+        family=family,
+        mu_mode=mode,
+        threshold=threshold,
+        dtype=dtype,
+        state=state,
+        config=config,
+        log_resp=log_resp,
+        row_of_user=row_of_user,
+    )
+
+
+class AttentivenessEM:
+    """Estimator of users' attentiveness (crowd-kit / scikit-learn style).
+
+    Args: as `fit_attentiveness` (model options only; column names go to `fit`).
+
+    Attributes (after `fit`):
+        params_: fitted parameters; see `AttentivenessFit.params`.
+        users_: the per-user table.
+        labels_: the input rows plus ``label_attentive``, ``flip_rate``, ``eta_mean``.
+        loglik_, bic_, aic_, n_iter_, converged_, standard_errors_: fit diagnostics.
+        result_: the full `AttentivenessFit`.
+
+    Example:
+        >>> model = AttentivenessEM(family="beta", mu=0.74)  # doctest: +SKIP
+        >>> model.fit(df).users_.head()                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        family: str = "two_point",
+        *,
+        mu: Any = None,
+        mu_prior: tuple[float, float] | None = None,
+        support: tuple[float, float] | None = None,
+        num_grid: int = 64,
+        threshold: float = 0.5,
+        num_restarts: int = 4,
+        seed: int = 0,
+        tol: float = 1e-7,
+        max_iter: int = 2000,
+        dtype: str = "float32",
+    ):
+        self.family = family
+        self.mu = mu
+        self.mu_prior = mu_prior
+        self.support = support
+        self.num_grid = num_grid
+        self.threshold = threshold
+        self.num_restarts = num_restarts
+        self.seed = seed
+        self.tol = tol
+        self.max_iter = max_iter
+        self.dtype = dtype
+
+    def get_params(self) -> dict[str, Any]:
+        """Model options, as scikit-learn's ``get_params``."""
+        return {
+            name: getattr(self, name)
+            for name in (
+                "family", "mu", "mu_prior", "support", "num_grid", "threshold",
+                "num_restarts", "seed", "tol", "max_iter", "dtype",
+            )
+        }
+
+    def fit(self, data: Any, **columns: str | None) -> AttentivenessEM:
+        """Fits on ``data``; ``columns`` are ``user_column=``, ``label_column=``, ``p_column=``,
+        ``group_column=``. Returns self."""
+        self.result_ = fit_attentiveness(data, **self.get_params(), **columns)
+        self.params_ = self.result_.params
+        self.users_ = self.result_.users
+        self.loglik_ = self.result_.loglik
+        self.aic_ = self.result_.aic
+        self.bic_ = self.result_.bic
+        self.n_iter_ = self.result_.num_iter
+        self.converged_ = self.result_.converged
+        self.standard_errors_ = self.result_.standard_errors
+        return self
+
+    @property
+    def labels_(self) -> pd.DataFrame:
+        return self.result_.labels
+
+    def fit_predict(self, data: Any, **columns: str | None) -> pd.DataFrame:
+        """Fits and returns the per-user table."""
+        return self.fit(data, **columns).users_

@@ -1,0 +1,114 @@
+"""Standard errors from the observed information (JAX autodiff of the marginal objective).
+
+The free parameters are written in their natural coordinates (mu, eta, the weight pi of
+eta_hi, the support, alpha and beta, the npmle weights of nodes in use), the objective
+(log-likelihood plus log-prior of mu, if any) is differentiated twice with `jax.hessian`,
+and ``se = sqrt(diag((-H)^-1))``. A parameter on the edge of its range (a weight of 0 or 1,
+a node at 0 or 1, mu at its bound, a Beta shape at its bound) has no regular standard error
+and gets NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref.em import MU_MARGIN, EMConfig, EMState, objective
+from jaxpref.families import BETA_SHAPE_BOUNDS, FamilyParams, beta_log_weights
+from jaxpref.likelihood import Stats
+
+__all__ = ["free_parameters", "standard_errors"]
+
+#: A parameter closer than this to the edge of its range is treated as on the edge.
+EDGE = 1e-5
+
+
+def free_parameters(state: EMState, config: EMConfig) -> tuple[list[str], np.ndarray, np.ndarray, Callable]:
+    """Natural coordinates of the free parameters.
+
+    Returns:
+        ``(names, values, on_edge, unpack)`` where ``unpack(theta)`` rebuilds an `EMState`
+        from a vector ``theta`` of the same length as ``values``.
+    """
+    family = state.family
+    spec = config.family
+    grid = np.asarray(family.eta_grid, np.float64)
+    weights = np.exp(np.asarray(family.log_weights, np.float64))
+    names: list[str] = []
+    values: list[float] = []
+    on_edge: list[bool] = []
+
+    def add(name, value, low, high):
+        names.append(name)
+        values.append(float(value))
+        on_edge.append(bool(value <= low + EDGE or value >= high - EDGE))
+
+    num_mu = state.mu.shape[0] if config.estimates_mu else 0
+    for index in range(num_mu):
+        add(f"mu[{index}]", state.mu[index], 0.5 + MU_MARGIN, 1.0 - MU_MARGIN)
+    if spec.name == "point":
+        add("eta", grid[0], 0.0, 1.0)
+    elif spec.name == "two_point":
+        add("weight_hi", weights[1], 0.0, 1.0)
+        if spec.support is None:
+            add("eta_lo", grid[0], 0.0, 1.0)
+            add("eta_hi", grid[1], 0.0, 1.0)
+    elif spec.name == "beta":
+        add("alpha", family.beta_shape[0], *BETA_SHAPE_BOUNDS)
+        add("beta", family.beta_shape[1], *BETA_SHAPE_BOUNDS)
+    active = np.flatnonzero(weights > EDGE)
+    if spec.name == "npmle":
+        for node in active[:-1]:
+            add(f"weight[{node}]", weights[node], 0.0, 1.0)
+
+    def unpack(theta):
+        mu = theta[:num_mu] if num_mu else state.mu
+        rest = theta[num_mu:]
+        grid_j, log_weights, shape = family.eta_grid, family.log_weights, family.beta_shape
+        if spec.name == "point":
+            grid_j = rest[:1]
+        elif spec.name == "two_point":
+            log_weights = jnp.log(jnp.stack([1.0 - rest[0], rest[0]]))
+            if spec.support is None:
+                grid_j = rest[1:3]
+        elif spec.name == "beta":
+            shape = rest[:2]
+            log_weights = beta_log_weights(grid_j, shape)
+        elif spec.name == "npmle":
+            full = jnp.zeros_like(family.log_weights)
+            full = full.at[active[:-1]].set(rest).at[active[-1]].set(1.0 - jnp.sum(rest))
+            log_weights = jnp.log(full)
+        return EMState(FamilyParams(grid_j, log_weights, shape), mu)
+
+    dtype = np.float64 if state.mu.dtype == jnp.float64 else np.float32
+    return names, np.asarray(values, dtype), np.asarray(on_edge), unpack
+
+
+def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str, float]:
+    """Observed-information standard errors of the free parameters.
+
+    Returns:
+        ``{name: se}``; NaN for parameters on the edge of their range and for all of them
+        when the information matrix is singular (e.g. an unidentified model: mu free with a
+        free two_point support).
+    """
+    names, values, on_edge, unpack = free_parameters(state, config)
+    if not names:
+        return {}
+
+    def negative_objective(theta):
+        return -objective(unpack(theta), stats, config)[1]
+
+    interior = ~on_edge
+    errors = np.full(len(names), np.nan)
+    if interior.any():
+        hessian = np.asarray(jax.hessian(negative_objective)(jnp.asarray(values)), np.float64)
+        information = hessian[np.ix_(interior, interior)]
+        eigenvalues = np.linalg.eigvalsh(information) if np.all(np.isfinite(information)) else [-1.0]
+        # A relative cut-off: a near-singular information matrix means a flat direction.
+        if np.min(eigenvalues) > 1e-8 * max(np.max(np.abs(eigenvalues)), 1e-300):
+            errors[interior] = np.sqrt(np.diag(np.linalg.inv(information)))
+    return dict(zip(names, errors.tolist()))
