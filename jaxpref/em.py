@@ -114,9 +114,10 @@ class FitOutput(NamedTuple):
     objective_trace: Array
 
 
-def init(config: EMConfig, mu: Array, key: Array | None = None, dtype=jnp.float32) -> EMState:
-    """Starting state; ``key=None`` is the deterministic default start."""
-    return EMState(initial_family_params(key, config.family, dtype), jnp.asarray(mu, dtype))
+def init(config: EMConfig, mu: Array, key: Array | None = None) -> EMState:
+    """Starting state in the float dtype of ``mu``; ``key=None`` is the deterministic default start."""
+    mu = jnp.asarray(mu)
+    return EMState(initial_family_params(key, config.family, mu.dtype), mu)
 
 
 def log_prior(config: EMConfig, mu: Array) -> Array:
@@ -243,12 +244,12 @@ def fit_restarts(
         stacked along a leading axis of size ``num_restarts``.
     """
     dtype = mu.dtype
-    default = init(config, mu, None, dtype)
+    default = init(config, mu)
     keys = jax.random.split(key, num_restarts)
 
     def random_start(restart_key):
         family_key, mu_key = jax.random.split(restart_key)
-        state = init(config, mu, family_key, dtype)
+        state = init(config, mu, family_key)
         if config.estimates_mu:
             state = state._replace(mu=jax.random.uniform(mu_key, mu.shape, dtype, 0.55, 0.95))
         return state

@@ -156,6 +156,7 @@ def filter_labels(
     threshold: float | None = None,
     level: float = 0.9,
     fraction: float = 0.5,
+    weights: bool = False,
 ) -> pd.DataFrame:
     """The input rows of the users a rule keeps, with every original column.
 
@@ -163,6 +164,8 @@ def filter_labels(
         fit: an `AttentivenessFit` or a fitted `AttentivenessEM`.
         rule, level, fraction: see `select_users`.
         threshold: cut-off for ``eta_map`` / ``eta_mean``; defaults to the fit's threshold.
+        weights: also add the per-label ``label_attentive``, ``flip_rate`` and ``eta_mean``
+            columns (for weighted or noise-aware DPO).
 
     Example:
         >>> kept = filter_labels(model, rule="eta_map", threshold=0.5)  # doctest: +SKIP
@@ -170,4 +173,5 @@ def filter_labels(
     fit = getattr(fit, "result_", fit)
     threshold = fit.threshold if threshold is None else threshold
     keep_user = select_users(fit.users, rule, threshold=threshold, level=level, fraction=fraction)
-    return fit.data.frame[keep_user[fit.data.user_index]]
+    frame = fit.labels if weights else fit.data.frame
+    return frame[keep_user[fit.data.user_index]]
