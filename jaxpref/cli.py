@@ -165,17 +165,24 @@ def print_fit(result) -> None:
     )
 
 
+def table_format(path: Path) -> str:
+    """``parquet``, ``csv`` or ``jsonl`` from an output path's suffix, checked before any work."""
+    formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+    suffix = path.suffix.lower()
+    if suffix not in formats:
+        raise DataError(f"output {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl")
+    return formats[suffix]
+
+
 def write_table(frame, path: Path) -> None:
     """Writes a DataFrame as parquet, CSV or JSONL by the file suffix."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    kind = table_format(path)
+    if kind == "parquet":
         frame.to_parquet(path, index=False)
-    elif suffix == ".csv":
+    elif kind == "csv":
         frame.to_csv(path, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame.to_json(path, orient="records", lines=True)
     else:
-        raise DataError(f"output {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl")
+        frame.to_json(path, orient="records", lines=True)
 
 
 @app.command()
@@ -201,6 +208,9 @@ def simulate(
     from jaxpref.simulate import simulate as simulate_labels
 
     with user_errors():
+        table_format(out)
+        if truth_out is not None:
+            table_format(truth_out)
         mu_values = parse_floats(mu, "--mu")
         family_options: dict[str, Any] = {}
         if family == "point":
@@ -248,6 +258,8 @@ def fit(
 ) -> None:
     """Fit the attentiveness EM and print the estimates."""
     with user_errors():
+        if users_out is not None:
+            table_format(users_out)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column,
@@ -285,9 +297,11 @@ def filter_command(
     label_column: str = LabelColumnOption,
 ) -> None:
     """Fit EM, then keep the labels of the users a rule selects."""
-    from jaxpref.posterior import filter_labels
+    from jaxpref.posterior import check_rule, filter_labels
 
     with user_errors():
+        table_format(out)
+        check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column,

@@ -27,6 +27,7 @@ __all__ = [
     "count_label_attentiveness",
     "per_label_attentiveness",
     "FILTER_RULES",
+    "check_rule",
     "select_users",
     "filter_labels",
 ]
@@ -112,6 +113,15 @@ def per_label_attentiveness(
 
 
 
+def check_rule(rule: str, **cutoffs: float | None) -> None:
+    """Raises a `DataError` for an unknown rule or a cut-off outside [0, 1] (None is skipped)."""
+    if rule not in FILTER_RULES:
+        raise DataError(f"rule={rule!r} is unknown: choose one of {', '.join(FILTER_RULES)}")
+    for name, value in cutoffs.items():
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise DataError(f"{name}={value!r} must lie in [0, 1]")
+
+
 def select_users(
     users: pd.DataFrame,
     rule: str = "eta_map",
@@ -133,11 +143,7 @@ def select_users(
     Returns:
         ``(num_users,)`` boolean mask aligned with ``users``.
     """
-    if rule not in FILTER_RULES:
-        raise DataError(f"rule={rule!r} is unknown: choose one of {', '.join(FILTER_RULES)}")
-    for name, value in (("threshold", threshold), ("level", level), ("fraction", fraction)):
-        if not 0.0 <= float(value) <= 1.0:
-            raise DataError(f"{name}={value!r} must lie in [0, 1]")
+    check_rule(rule, threshold=threshold, level=level, fraction=fraction)
     if rule in ("eta_map", "eta_mean"):
         return users[rule].to_numpy() >= threshold
     if rule == "prob_attentive":
