@@ -91,13 +91,17 @@ def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str,
     """Observed-information standard errors of the free parameters.
 
     Returns:
-        ``{name: se}``; NaN for parameters on the edge of their range and for all of them
-        when the information matrix is singular (e.g. an unidentified model: mu free with a
-        free two_point support).
+        ``{name: se}``; NaN for parameters on the edge of their range, and for all of them
+        when the model is not identified (mu free with moving nodes: point, or two_point
+        with an estimated support) or the information matrix is numerically singular.
     """
     names, values, on_edge, unpack = free_parameters(state, config)
     if not names:
         return {}
+    if config.mu_mode == "free" and config.family.moving_nodes:
+        # Not identified (MODEL.md): the likelihood depends on eta * (mu - 1/2) only, so the
+        # information is singular in theory; numerically it is merely ill-conditioned.
+        return dict.fromkeys(names, float("nan"))
 
     def negative_objective(theta):
         return -objective(unpack(theta), stats, config)[1]
