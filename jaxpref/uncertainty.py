@@ -109,7 +109,7 @@ def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str,
     interior = ~on_edge
     errors = np.full(len(names), np.nan)
     if interior.any():
-        hessian = np.asarray(jax.hessian(negative_objective)(jnp.asarray(values)), np.float64)
+        hessian = np.asarray(jax.jit(jax.hessian(negative_objective))(jnp.asarray(values)), np.float64)
         information = hessian[np.ix_(interior, interior)]
         eigenvalues = np.linalg.eigvalsh(information) if np.all(np.isfinite(information)) else [-1.0]
         # A relative cut-off: a near-singular information matrix means a flat direction.
