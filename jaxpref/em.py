@@ -128,14 +128,10 @@ def log_prior(config: EMConfig, mu: Array) -> Array:
     return jnp.sum((a - 1.0) * jnp.log(mu) + (b - 1.0) * jnp.log1p(-mu))
 
 
-def _multiplicity(stats: Stats) -> Array:
-    return stats.multiplicity
-
-
 def objective(state: EMState, stats: Stats, config: EMConfig) -> tuple[Array, Array]:
     """``(loglik, objective)`` at ``state``."""
     per_row, _ = marginal_loglik(stats, state.family.eta_grid, state.family.log_weights, state.mu)
-    loglik = jnp.sum(_multiplicity(stats) * per_row)
+    loglik = jnp.sum(stats.multiplicity * per_row)
     return loglik, loglik + log_prior(config, state.mu)
 
 
@@ -164,7 +160,7 @@ def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInf
     """
     family = state.family
     per_row, log_resp = marginal_loglik(stats, family.eta_grid, family.log_weights, state.mu)
-    multiplicity = _multiplicity(stats)
+    multiplicity = stats.multiplicity
     loglik = jnp.sum(multiplicity * per_row)
     info = EMInfo(loglik, loglik + log_prior(config, state.mu))
 
@@ -193,7 +189,7 @@ def fit(initial_state: EMState, stats: Stats, config: EMConfig) -> FitOutput:
     Vmappable over ``initial_state`` (restarts) and over ``stats`` (replications).
     """
     dtype = initial_state.mu.dtype
-    num_users = jnp.sum(_multiplicity(stats))
+    num_users = jnp.sum(stats.multiplicity)
     nan_trace = jnp.full((config.max_iter,), jnp.nan, dtype)
 
     def keep_going(carry):
