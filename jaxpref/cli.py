@@ -332,6 +332,15 @@ def demo(
         run_demo(users=users, labels=labels, mu=mu, seed=seed, console=stdout)
 
 
+def _mount_subcommands() -> None:
+    from jaxpref.contracts.cli import app as contracts_app
+
+    app.add_typer(contracts_app, name="contracts", help="Monitoring and incentive contracts for annotators.")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     """Entry point of the ``jaxpref`` script."""
     app(prog_name="jaxpref")
