@@ -80,6 +80,7 @@ def fit_options(
     dtype: str,
     user_column: str,
     label_column: str,
+    method: str,
 ) -> dict[str, Any]:
     """Keyword arguments of `jaxpref.fit_attentiveness` from CLI strings."""
     return {
@@ -96,6 +97,7 @@ def fit_options(
         "dtype": dtype,
         "user_column": user_column,
         "label_column": label_column,
+        "method": method,
     }
 
 
@@ -129,6 +131,7 @@ SeedOption = typer.Option(0, "--seed")
 DtypeOption = typer.Option("float32", "--dtype", help="float32 | float64")
 UserColumnOption = typer.Option("user", "--user-column")
 LabelColumnOption = typer.Option("label", "--label-column")
+MethodOption = typer.Option("squarem", "--method", help="squarem (accelerated EM) | em (plain EM)")
 
 
 def print_fit(result) -> None:
@@ -253,6 +256,7 @@ def fit(
     dtype: str = DtypeOption,
     user_column: str = UserColumnOption,
     label_column: str = LabelColumnOption,
+    method: str = MethodOption,
     users_out: Path | None = typer.Option(None, "--users-out", help="write the per-user table here"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
@@ -262,7 +266,7 @@ def fit(
             table_format(users_out)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
-            user_column, label_column,
+            user_column, label_column, method,
         )
         result = run_fit(data, options, quiet=json_output)
         if users_out is not None:
@@ -295,6 +299,7 @@ def filter_command(
     dtype: str = DtypeOption,
     user_column: str = UserColumnOption,
     label_column: str = LabelColumnOption,
+    method: str = MethodOption,
 ) -> None:
     """Fit EM, then keep the labels of the users a rule selects."""
     from jaxpref.posterior import check_rule, filter_labels
@@ -304,7 +309,7 @@ def filter_command(
         check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
-            user_column, label_column,
+            user_column, label_column, method,
         )
         result = run_fit(data, options)
         kept = filter_labels(

@@ -219,9 +219,9 @@ def fit(initial_state: EMState, stats: Stats, config: EMConfig) -> FitOutput:
     return FitOutput(state, loglik, final_objective, iteration, converged, loglik_trace, objective_trace)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_restarts"))
+@functools.partial(jax.jit, static_argnames=("config", "num_restarts", "method"))
 def fit_restarts(
-    key: Array, stats: Stats, config: EMConfig, mu: Array, num_restarts: int
+    key: Array, stats: Stats, config: EMConfig, mu: Array, num_restarts: int, method: str = "squarem"
 ) -> tuple[FitOutput, FitOutput]:
     """Runs ``num_restarts`` EM fits in one vmapped computation and keeps the best.
 
@@ -230,15 +230,19 @@ def fit_restarts(
 
     Args:
         key: PRNG key for the random starts.
-        stats: the statistics.
+        stats: the statistics (or a `jaxpref.dense.DenseTable`).
         config: static configuration.
         mu: ``(num_groups,)`` the known gap, or the starting gap when it is estimated.
         num_restarts: number of starts (>= 1).
+        method: ``"squarem"`` (accelerated, the default) or ``"em"`` (plain EM); both run
+            on `jaxpref.accelerate.fit_accelerated` and never lower the objective.
 
     Returns:
         ``(best, all_fits)``: the fit with the highest final objective, and every fit
         stacked along a leading axis of size ``num_restarts``.
     """
+    from jaxpref import accelerate  # accelerate builds on this module: imported here, not at the top
+
     dtype = mu.dtype
     default = init(config, mu)
     keys = jax.random.split(key, num_restarts)
@@ -252,7 +256,7 @@ def fit_restarts(
 
     starts = jax.vmap(random_start)(keys)
     starts = jax.tree.map(lambda first, rest: rest.at[0].set(first), default, starts)
-    fits = jax.vmap(fit, in_axes=(0, None, None))(starts, stats, config)
+    fits = jax.vmap(lambda start: accelerate.fit_accelerated(start, stats, config, method))(starts)
     scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
     best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
     return best, fits

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxpref import em
+from jaxpref import dense, em
+from jaxpref.accelerate import METHODS
 from jaxpref.data import (
     DataError,
     PreferenceData,
@@ -38,7 +39,7 @@ from jaxpref.data import (
     validate_mu,
 )
 from jaxpref.families import FamilyParams, FamilySpec, make_family
-from jaxpref.likelihood import LabelStats, tabulate
+from jaxpref.likelihood import LabelStats
 from jaxpref.posterior import (
     count_label_attentiveness,
     per_label_attentiveness,
@@ -246,6 +247,7 @@ def fit_attentiveness(
     tol: float = 1e-7,
     max_iter: int = 2000,
     dtype: str = "float32",
+    method: str = "squarem",
     user_column: str = "user",
     label_column: str = "label",
     p_column: str | None = None,
@@ -269,6 +271,9 @@ def fit_attentiveness(
         tol: stop when the objective changes by less than ``tol`` per user.
         max_iter: iteration cap.
         dtype: ``"float32"`` (default) or ``"float64"``.
+        method: ``"squarem"`` (accelerated EM with a monotone safeguard, the default) or
+            ``"em"`` (plain EM). Both reach the same optimum; ``num_iter`` counts SQUAREM
+            cycles of three EM steps.
         user_column, label_column, p_column, group_column: column names.
 
     Returns:
@@ -279,6 +284,8 @@ def fit_attentiveness(
     """
     if dtype not in DTYPES:
         raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    if method not in METHODS:
+        raise DataError(f"method={method!r} must be one of {', '.join(METHODS)}")
     if not isinstance(num_restarts, int) or num_restarts < 1:
         raise DataError(f"num_restarts={num_restarts!r} must be an integer >= 1")
     if not isinstance(max_iter, int) or max_iter < 1:
@@ -302,15 +309,18 @@ def fit_attentiveness(
         else:
             stats, row_of_user = label_stats(data, float_dtype), np.arange(data.num_users)
         stats = jax.tree.map(jnp.asarray, stats)
-        core_stats = stats
+        core_stats = posterior_stats = stats
         if isinstance(stats, LabelStats) and not spec.moving_nodes:
-            core_stats = tabulate(stats, em.init(config, mu_start.astype(float_dtype)).family.eta_grid)
+            # Per-label p on a fixed grid: L is fixed, so tabulate it once (in chunks).
+            grid = em.init(config, mu_start.astype(float_dtype)).family.eta_grid
+            core_stats = dense.dense_table(stats, grid)
+            posterior_stats = dense.to_log_lik_table(core_stats, stats.multiplicity.shape[0])
         best, _ = em.fit_restarts(
-            jax.random.key(seed), core_stats, config, jnp.asarray(mu_start, float_dtype), num_restarts
+            jax.random.key(seed), core_stats, config, jnp.asarray(mu_start, float_dtype), num_restarts, method
         )
         state = _canonical_order(best.state, spec)
         errors = standard_errors(state, stats, config)
-        log_resp = em.node_log_posterior(state, core_stats)
+        log_resp = em.node_log_posterior(state, posterior_stats)
         summaries = user_posterior(log_resp, state.family.eta_grid, jnp.asarray(threshold, float_dtype))
         log_resp = np.asarray(log_resp)
         summaries = {name: np.asarray(value, np.float64)[row_of_user] for name, value in summaries._asdict().items()}
@@ -383,6 +393,7 @@ class AttentivenessEM:
         tol: float = 1e-7,
         max_iter: int = 2000,
         dtype: str = "float32",
+        method: str = "squarem",
     ):
         self.family = family
         self.mu = mu
@@ -395,6 +406,7 @@ class AttentivenessEM:
         self.tol = tol
         self.max_iter = max_iter
         self.dtype = dtype
+        self.method = method
 
     def get_params(self) -> dict[str, Any]:
         """Model options, as scikit-learn's ``get_params``."""
@@ -402,7 +414,7 @@ class AttentivenessEM:
             name: getattr(self, name)
             for name in (
                 "family", "mu", "mu_prior", "support", "num_grid", "threshold",
-                "num_restarts", "seed", "tol", "max_iter", "dtype",
+                "num_restarts", "seed", "tol", "max_iter", "dtype", "method",
             )
         }
 

@@ -1,0 +1,22 @@
+"""Every benchmark script runs end to end with --quick and writes its JSON, markdown and PNG."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name, stem", [("bench_accelerate", "accelerate"), ("bench_dense", "dense"),
+                                        ("bench_scale", "scale")])
+def test_benchmark_quick_run(tmp_path, name, stem):
+    completed = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(tmp_path)],
+                               cwd=ROOT, capture_output=True, check=False, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    payload = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert payload["machine"]["cpu_count"] >= 1
+    assert (tmp_path / f"{stem}.md").read_text().startswith(("|", "End to end"))
+    assert (tmp_path / f"{stem}.png").stat().st_size > 1000

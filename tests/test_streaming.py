@@ -1,0 +1,97 @@
+"""Streaming ingestion from parquet: counts equal a pandas group-by of the whole table, batch by batch."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jaxpref.data import DataError, compress_counts
+from jaxpref.streaming import stream_counts
+
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                         HealthCheck.function_scoped_fixture])
+
+
+def random_frame(seed, num_rows, string_ids):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, max(1, num_rows // 3), num_rows)
+    return pd.DataFrame({
+        "user": [f"u{u}" for u in users] if string_ids else users,
+        "label": rng.integers(0, 2, num_rows),
+        "group": rng.choice(["b", "a", "c"], num_rows),
+    })
+
+
+def write_parts(frame, folder, num_files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, part in enumerate(np.array_split(np.arange(len(frame)), num_files)):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False), folder / f"part-{index}.parquet")
+    return folder
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), num_rows=st.integers(1, 200), batch_size=st.sampled_from([1, 7, 1000]),
+       string_ids=st.booleans(), with_groups=st.booleans())
+def test_counts_match_a_pandas_group_by(tmp_path_factory, seed, num_rows, batch_size, string_ids, with_groups):
+    frame = random_frame(seed, num_rows, string_ids)
+    folder = write_parts(frame, tmp_path_factory.mktemp("parts"), num_files=3)
+    out = stream_counts(folder, group_column="group" if with_groups else None, batch_size=batch_size,
+                        progress=False)
+    keys = ["user", "group"] if with_groups else ["user"]
+    expected = frame.groupby(keys, sort=False)["label"].agg(["sum", "count"])
+    assert out.num_rows == num_rows
+    assert out.user_ids.tolist() == list(pd.unique(frame["user"]))
+    groups = out.group_ids.tolist() if with_groups else [None]
+    assert groups == (sorted(frame["group"].unique()) if with_groups else [None])
+    for row, user in enumerate(out.user_ids):
+        for column, group in enumerate(groups):
+            key = (user, group) if with_groups else user
+            total, count = expected.loc[key].tolist() if key in expected.index else (0, 0)
+            assert (out.num_pref_a[row, column], out.num_labels[row, column]) == (total, count)
+
+
+def test_feeds_compress_counts(tmp_path):
+    frame = random_frame(0, 500, string_ids=True)
+    path = tmp_path / "labels.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    out = stream_counts(str(path), batch_size=64, progress=True)
+    stats, row_of_user = compress_counts(out.num_pref_a, out.num_labels)
+    assert float(stats.multiplicity.sum()) == len(out.user_ids)
+    np.testing.assert_array_equal(stats.num_labels[row_of_user, 0], out.num_labels[:, 0])
+
+
+def test_crowdkit_worker_column_is_accepted(tmp_path):
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"worker": [3, 3, 5], "label": [True, False, True]}), path)
+    out = stream_counts(path, progress=False)
+    assert out.user_ids.tolist() == [3, 5] and out.num_pref_a[:, 0].tolist() == [1, 1]
+    assert out.user_ids.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "table, options, message",
+    [
+        ({"user": [1, 2], "label": [1, 2]}, {}, "outside \\{0, 1\\}"),
+        ({"user": [1, None], "label": [1, 0]}, {}, "missing \\(null\\)"),
+        ({"user": [1, 2], "y": [1, 0]}, {}, "label column 'label' not found"),
+        ({"who": [1, 2], "label": [1, 0]}, {}, "user column 'user' not found"),
+        ({"user": [1, 2], "label": [1, 0]}, {"group_column": "topic"}, "group column 'topic' not found"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(tmp_path, table, options, message):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table(table), path)
+    with pytest.raises(DataError, match=message):
+        stream_counts(path, progress=False, **options)
+
+
+def test_missing_path_and_empty_data(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        stream_counts(tmp_path / "nope.parquet")
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"user": pa.array([], pa.int64()), "label": pa.array([], pa.int64())}), path)
+    with pytest.raises(DataError, match="no rows"):
+        stream_counts(path, progress=False)
