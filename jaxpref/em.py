@@ -183,40 +183,15 @@ def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInf
 
 @functools.partial(jax.jit, static_argnames="config")
 def fit(initial_state: EMState, stats: Stats, config: EMConfig) -> FitOutput:
-    """Runs EM to convergence inside one `lax.while_loop`.
+    """Runs plain EM to convergence inside one `lax.while_loop`.
 
     Stops when ``|objective_t - objective_{t-1}| <= tol * num_users`` or at ``max_iter``.
-    Vmappable over ``initial_state`` (restarts) and over ``stats`` (replications).
+    Vmappable over ``initial_state`` (restarts) and over ``stats`` (replications). The loop
+    is the one driver shared with SQUAREM: `jaxpref.accelerate.fit_accelerated`.
     """
-    dtype = initial_state.mu.dtype
-    num_users = jnp.sum(stats.multiplicity)
-    nan_trace = jnp.full((config.max_iter,), jnp.nan, dtype)
+    from jaxpref import accelerate  # accelerate builds on this module: imported here, not at the top
 
-    def keep_going(carry):
-        _, previous, current, iteration, _, _ = carry
-        changed = jnp.abs(current - previous) > config.tol * num_users
-        return (iteration < config.max_iter) & ((iteration < 2) | changed)
-
-    def body(carry):
-        state, _, current, iteration, loglik_trace, objective_trace = carry
-        new_state, info = step(state, stats, config)
-        return (
-            new_state,
-            current,
-            info.objective,
-            iteration + 1,
-            loglik_trace.at[iteration].set(info.loglik),
-            objective_trace.at[iteration].set(info.objective),
-        )
-
-    inf = jnp.asarray(jnp.inf, dtype)
-    carry = (initial_state, -inf, -inf, jnp.zeros((), jnp.int32), nan_trace, nan_trace)
-    state, previous, current, iteration, loglik_trace, objective_trace = jax.lax.while_loop(
-        keep_going, body, carry
-    )
-    loglik, final_objective = objective(state, stats, config)
-    converged = jnp.abs(current - previous) <= config.tol * num_users
-    return FitOutput(state, loglik, final_objective, iteration, converged, loglik_trace, objective_trace)
+    return accelerate.fit_accelerated(initial_state, stats, config, "em")
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_restarts", "method"))
