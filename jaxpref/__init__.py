@@ -4,6 +4,7 @@ Follows Cai & Li, "Users as Annotators: LLM Preference Learning from Comparison 
 (arXiv 2510.13830). See MODEL.md in the repository for the model.
 """
 
+from jaxpref.compare import compare
 from jaxpref.data import DataError, PreferenceData, load_preferences
 from jaxpref.estimator import AttentivenessEM, AttentivenessFit, IdentifiabilityWarning, fit_attentiveness
 from jaxpref.posterior import filter_labels, select_users
@@ -15,6 +16,7 @@ __all__ = [
     "AttentivenessEM",
     "AttentivenessFit",
     "DataError",
+    "compare",
     "IdentifiabilityWarning",
     "PreferenceData",
     "filter_labels",

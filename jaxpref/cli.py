@@ -338,8 +338,10 @@ def demo(
 
 
 def _mount_subcommands() -> None:
+    from jaxpref.bayes_cli import compare_command
     from jaxpref.contracts.cli import app as contracts_app
 
+    app.command("compare")(compare_command)
     app.add_typer(contracts_app, name="contracts", help="Monitoring and incentive contracts for annotators.")
 
 

@@ -39,6 +39,7 @@ from jaxpref.data import (
     validate_mu,
 )
 from jaxpref.families import FamilyParams, FamilySpec, make_family
+from jaxpref.identifiability import warn_if_flat
 from jaxpref.likelihood import LabelStats
 from jaxpref.posterior import (
     count_label_attentiveness,
@@ -47,7 +48,7 @@ from jaxpref.posterior import (
 )
 from jaxpref.uncertainty import standard_errors
 
-__all__ = ["IdentifiabilityWarning", "AttentivenessFit", "fit_attentiveness", "AttentivenessEM"]
+__all__ = ["DTYPES", "IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
 
 #: The paper's "Prior" setting for mu: Beta(8, 2).
 PAPER_MU_PRIOR = (8.0, 2.0)
@@ -140,7 +141,7 @@ class AttentivenessFit:
         }
 
 
-def _resolve_mu(
+def resolve_mu(
     data: PreferenceData, mu: Any, mu_prior: Any, spec: FamilySpec
 ) -> tuple[str, np.ndarray, tuple[float, float]]:
     """Returns ``(mu_mode, mu_start_per_group, prior)``."""
@@ -183,21 +184,17 @@ def _resolve_mu(
     return mode, values, prior
 
 
-def _warn_identifiability(mode: str, spec: FamilySpec) -> None:
-    if mode != "free":
-        return
-    if spec.moving_nodes:
-        message = (
+def _warn_not_identified(mode: str, spec: FamilySpec) -> None:
+    """mu free with moving nodes is not identified at all; other free-mu fits get the
+    data-driven flat-profile check of `jaxpref.identifiability.warn_if_flat`."""
+    if mode == "free" and spec.moving_nodes:
+        warnings.warn(
             f"mu='free' with family={spec.name!r} and an estimated support is not identified: only "
             "eta * (mu - 1/2) enters the likelihood, so (eta, mu) and (c eta, 1/2 + (mu - 1/2)/c) fit "
-            "equally well. Fix mu, give mu_prior=(8, 2), or fix the support."
+            "equally well. Fix mu, give mu_prior=(8, 2), or fix the support.",
+            IdentifiabilityWarning,
+            stacklevel=3,
         )
-    else:
-        message = (
-            f"mu='free' with family={spec.name!r} is only weakly identified (through the edge eta <= 1): "
-            "expect a flat likelihood in mu and large standard errors; prefer a known mu or mu_prior=(8, 2)."
-        )
-    warnings.warn(message, IdentifiabilityWarning, stacklevel=3)
 
 
 def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
@@ -298,8 +295,8 @@ def fit_attentiveness(
     data = load_preferences(
         data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
     )
-    mode, mu_start, prior = _resolve_mu(data, mu, mu_prior, spec)
-    _warn_identifiability(mode, spec)
+    mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
+    _warn_not_identified(mode, spec)
     config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter)
 
     with jax.enable_x64(dtype == "float64"):
@@ -309,6 +306,8 @@ def fit_attentiveness(
         else:
             stats, row_of_user = label_stats(data, float_dtype), np.arange(data.num_users)
         stats = jax.tree.map(jnp.asarray, stats)
+        if not spec.moving_nodes:
+            warn_if_flat(stats, config, seed=seed, num_restarts=num_restarts)
         core_stats = posterior_stats = stats
         if isinstance(stats, LabelStats) and not spec.moving_nodes:
             # Per-label p on a fixed grid: L is fixed, so tabulate it once (in chunks).

@@ -90,8 +90,10 @@ def test_free_mu_warns_about_identifiability():
     frame = EDGE_FRAMES["all labels 1"]
     with pytest.warns(jaxpref.IdentifiabilityWarning, match="not identified"):
         jaxpref.fit_attentiveness(frame, family="two_point", mu="free", num_restarts=1)
-    with pytest.warns(jaxpref.IdentifiabilityWarning, match="weakly identified"):
-        jaxpref.fit_attentiveness(frame, family="beta", mu="free", num_restarts=1, num_grid=8)
+    # npmle with mu free: free weights on a grid up to eta = 1 leave mu pinned only by that edge.
+    sim = jaxpref.simulate(jax.random.key(2), 500, 10, family="two_point", support=(0.1, 0.6), mu=0.8)
+    with pytest.warns(jaxpref.IdentifiabilityWarning, match="profile likelihood of mu is flat"):
+        jaxpref.fit_attentiveness(sim.frame, family="npmle", mu="free", num_restarts=1, num_grid=16)
 
 
 def test_unidentified_model_reports_nan_standard_errors():
