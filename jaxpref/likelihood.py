@@ -24,7 +24,6 @@ __all__ = [
     "safe_log",
     "prob_pref_a",
     "log_lik_table",
-    "tabulate",
     "attentive_given_label",
     "ExpectedCounts",
     "expected_counts",
@@ -77,12 +76,6 @@ def log_lik_table(stats: Stats, eta_grid: Float[Array, " num_grid"], mu: Float[A
     q = prob_pref_a(eta_grid[None, :], stats.p[:, None])  # (num_labels, num_grid)
     per_label = jnp.where(stats.label[:, None] > 0.5, safe_log(q), safe_log(1.0 - q))
     return jax.ops.segment_sum(per_label, stats.row_index, num_segments=stats.multiplicity.shape[0])
-
-
-def tabulate(stats: LabelStats, eta_grid: Float[Array, " num_grid"]) -> LogLikTable:
-    """Precomputes L once for per-label p on a grid that does not move."""
-    table = log_lik_table(stats, eta_grid, jnp.zeros((1,), eta_grid.dtype))
-    return LogLikTable(table=table, multiplicity=stats.multiplicity)
 
 
 def attentive_given_label(eta: Array, p: Array, chose_a: Array | bool) -> Array:

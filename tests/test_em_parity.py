@@ -9,7 +9,7 @@ import jaxpref
 from jaxpref import em
 from jaxpref.data import count_stats, label_stats, load_preferences
 from jaxpref.families import make_family
-from jaxpref.likelihood import tabulate
+from jaxpref.dense import dense_table
 
 from reference_em import beta_weights
 from reference_em import em as reference_em
@@ -33,7 +33,7 @@ def run_core(frame, config, mu, p_column=None, group_column=None):
             stats = jax.tree.map(jnp.asarray, count_stats(data, np.float64)[0])
         start = em.init(config, jnp.asarray(mu, jnp.float64))
         if p_column and not config.family.moving_nodes:
-            stats = tabulate(stats, start.family.eta_grid)
+            stats = dense_table(stats, start.family.eta_grid)
         config = config._replace(tol=1e-300, max_iter=NUM_STEPS)
         out = em.fit(start, stats, config)
         return jax.tree.map(np.asarray, out), jax.tree.map(np.asarray, start)
