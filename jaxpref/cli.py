@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jaxpref.data import DataError
+from jaxpref.streaming import can_stream, stream_counts
 
 app = typer.Typer(
     name="jaxpref",
@@ -242,7 +243,7 @@ def simulate(
 
 @app.command()
 def fit(
-    data: Path = typer.Argument(..., help="labels file with columns user,label[,p][,group]"),
+    data: Path = typer.Argument(..., help="labels file (or directory of parquet files) with columns user,label[,p][,group]"),
     family: str = FamilyOption,
     support: str | None = SupportOption,
     mu: str | None = MuOption,
@@ -260,7 +261,11 @@ def fit(
     users_out: Path | None = typer.Option(None, "--users-out", help="write the per-user table here"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Fit the attentiveness EM and print the estimates."""
+    """Fit the attentiveness EM and print the estimates.
+
+    Parquet and CSV inputs (a file, or a directory of parquet files) are streamed into per-user
+    counts in batches, so memory grows with users, not labels; per-label p needs the rows.
+    """
     with user_errors():
         if users_out is not None:
             table_format(users_out)
@@ -268,6 +273,10 @@ def fit(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column, method,
         )
+        if p_column is None and can_stream(data):
+            # Per-user counts suffice here: read them in batches, never holding the label rows.
+            data = stream_counts(data, user_column=user_column, label_column=label_column,
+                                 group_column=group_column, progress=not json_output)
         result = run_fit(data, options, quiet=json_output)
         if users_out is not None:
             write_table(result.users, users_out)

@@ -26,6 +26,8 @@ from jaxtyping import Float, Int
 __all__ = [
     "DataError",
     "PreferenceData",
+    "UserCounts",
+    "load_counts",
     "CountStats",
     "LabelStats",
     "load_preferences",
@@ -86,6 +88,93 @@ class PreferenceData:
     @property
     def num_groups(self) -> int:
         return 1 if self.group_ids is None else int(self.group_ids.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class UserCounts:
+    """Per-user label counts without the label rows: data for fits that need no per-label output.
+
+    Built by `jaxpref.streaming.stream_counts` (files too large to hold) or `load_counts`
+    (counts from elsewhere, e.g. a SQL ``GROUP BY``). With one gap mu per group these counts
+    are sufficient for the fit and every per-user output; per-label outputs need the rows.
+
+    Attributes:
+        pref_a_counts: ``(num_users, num_groups)`` int64 labels that preferred A.
+        label_counts: ``(num_users, num_groups)`` int64 labels.
+        user_ids: ``(num_users,)`` original user ids.
+        group_ids: ``(num_groups,)`` sorted group ids, or None (one group).
+    """
+
+    pref_a_counts: np.ndarray
+    label_counts: np.ndarray
+    user_ids: np.ndarray
+    group_ids: np.ndarray | None = None
+
+    #: Counts carry no per-label p (per-label p does not compress).
+    p = None
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.label_counts.sum())
+
+    @property
+    def num_users(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.label_counts.shape[1])
+
+
+def load_counts(num_pref_a: Any, num_labels: Any, user_ids: Any = None, group_ids: Any = None) -> UserCounts:
+    """Validates per-user counts.
+
+    Args:
+        num_pref_a: ``(num_users,)`` or ``(num_users, num_groups)`` labels that preferred A.
+        num_labels: same shape, labels per user (and group).
+        user_ids: ``(num_users,)`` ids; default ``0 .. num_users - 1``.
+        group_ids: ``(num_groups,)`` ids for two-dimensional counts; default None.
+
+    Returns:
+        A `UserCounts`.
+
+    Raises:
+        DataError: mismatched shapes, non-integer or negative counts, ``num_pref_a > num_labels``,
+            users without labels, or no users.
+
+    Example:
+        >>> counts = load_counts([3, 0], [4, 2], user_ids=["a", "b"])
+        >>> counts.num_users, counts.num_labels
+        (2, 6)
+    """
+    arrays = []
+    for value, name in ((num_pref_a, "num_pref_a"), (num_labels, "num_labels")):
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(np.isfinite(array))):
+            raise DataError(f"{name} must hold finite whole numbers, got dtype {array.dtype}")
+        if array.dtype.kind == "f" and np.any(array != np.round(array)):
+            raise DataError(f"{name} has fractional values: counts must be whole numbers")
+        array = array.astype(np.int64)
+        arrays.append(array[:, None] if array.ndim == 1 else array)
+    pref_a, labels = arrays
+    if pref_a.ndim != 2 or pref_a.shape != labels.shape:
+        raise DataError(f"num_pref_a {np.shape(num_pref_a)} and num_labels {np.shape(num_labels)} must have "
+                        "the same shape, (num_users,) or (num_users, num_groups)")
+    if pref_a.shape[0] == 0:
+        raise DataError("the counts have no users: pass at least one user's labels")
+    if np.any(pref_a < 0) or np.any(pref_a > labels):
+        raise DataError("num_pref_a must lie in [0, num_labels] for every user (and group)")
+    if np.any(labels.sum(axis=1) == 0):
+        first = int(np.flatnonzero(labels.sum(axis=1) == 0)[0])
+        raise DataError(f"user at position {first} has no labels: drop users with num_labels == 0")
+    user_ids = np.arange(pref_a.shape[0]) if user_ids is None else np.asarray(user_ids)
+    if user_ids.shape != (pref_a.shape[0],):
+        raise DataError(f"user_ids has {user_ids.size} entries for {pref_a.shape[0]} users: give one id per user")
+    if group_ids is not None:
+        group_ids = np.asarray(group_ids)
+        if group_ids.shape != (pref_a.shape[1],):
+            raise DataError(f"group_ids has {group_ids.size} entries for {pref_a.shape[1]} count columns")
+    return UserCounts(pref_a, labels, user_ids, group_ids)
 
 
 class CountStats(NamedTuple):
@@ -306,12 +395,14 @@ def load_preferences(
     )
 
 
-def user_counts(data: PreferenceData) -> tuple[np.ndarray, np.ndarray]:
+def user_counts(data: PreferenceData | UserCounts) -> tuple[np.ndarray, np.ndarray]:
     """Per-user, per-group counts.
 
     Returns:
         ``(num_pref_a, num_labels)``, each ``(num_users, num_groups)`` int64.
     """
+    if isinstance(data, UserCounts):
+        return data.pref_a_counts, data.label_counts
     num_groups = data.num_groups
     group = np.zeros_like(data.user_index) if data.group_index is None else data.group_index
     cell = data.user_index.astype(np.int64) * num_groups + group
@@ -360,7 +451,7 @@ def compress_counts(
     return stats, row_of_user.reshape(-1).astype(np.int64)
 
 
-def count_stats(data: PreferenceData, dtype: Any = np.float32) -> tuple[CountStats, np.ndarray]:
+def count_stats(data: PreferenceData | UserCounts, dtype: Any = np.float32) -> tuple[CountStats, np.ndarray]:
     """Compressed `CountStats` of validated data; see `compress_counts`."""
     if data.p is not None:
         raise DataError("data has per-label p: counts are not sufficient, use label_stats")

@@ -32,10 +32,12 @@ from jaxpref.accelerate import METHODS
 from jaxpref.data import (
     DataError,
     PreferenceData,
+    UserCounts,
     check_positive,
     count_stats,
     label_stats,
     load_preferences,
+    user_counts,
     validate_mu,
 )
 from jaxpref.families import FamilyParams, FamilySpec, make_family
@@ -74,7 +76,8 @@ class AttentivenessFit:
         aic, bic: information criteria (BIC counts users as the sample size).
         users: per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd,
             prob_attentive``, users in order of first appearance.
-        data: the validated input.
+        data: the validated input: label rows, or per-user counts (then per-label outputs,
+            which need the rows, raise `DataError`).
         family, mu_mode, threshold, dtype: the options used.
         state, config: the core's final `EMState` and `EMConfig`.
     """
@@ -89,7 +92,7 @@ class AttentivenessFit:
     aic: float
     bic: float
     users: pd.DataFrame
-    data: PreferenceData
+    data: PreferenceData | UserCounts
     family: str
     mu_mode: str
     threshold: float
@@ -102,6 +105,11 @@ class AttentivenessFit:
     def label_attentiveness(self) -> np.ndarray:
         """``(num_labels,)`` P(z_i = 1 | y_i, data) for every input row, in input order."""
         data = self.data
+        if isinstance(data, UserCounts):
+            raise DataError(
+                "this model was fitted on per-user counts, which hold no label rows: per-label outputs "
+                "need the rows, so fit on the labels themselves (a DataFrame or file) for labels/filtering"
+            )
         with jax.enable_x64(self.dtype == "float64"):
             if data.p is not None:
                 return per_label_attentiveness(
@@ -142,7 +150,7 @@ class AttentivenessFit:
 
 
 def resolve_mu(
-    data: PreferenceData, mu: Any, mu_prior: Any, spec: FamilySpec
+    data: PreferenceData | UserCounts, mu: Any, mu_prior: Any, spec: FamilySpec
 ) -> tuple[str, np.ndarray, tuple[float, float]]:
     """Returns ``(mu_mode, mu_start_per_group, prior)``."""
     if data.p is not None:
@@ -206,7 +214,7 @@ def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
     return state._replace(family=FamilyParams(family.eta_grid[order], family.log_weights[order], family.beta_shape))
 
 
-def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: PreferenceData) -> dict[str, Any]:
+def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: PreferenceData | UserCounts) -> dict[str, Any]:
     grid = np.asarray(state.family.eta_grid, np.float64)
     weights = np.exp(np.asarray(state.family.log_weights, np.float64))
     mu_values = np.asarray(state.mu, np.float64).tolist()
@@ -253,7 +261,9 @@ def fit_attentiveness(
     """Fits the attentiveness model by EM.
 
     Args:
-        data: labels (see `jaxpref.data.load_preferences` for accepted inputs).
+        data: labels (see `jaxpref.data.load_preferences` for accepted inputs), or per-user
+            counts as a `jaxpref.data.UserCounts` (from `jaxpref.streaming.stream_counts` or
+            `jaxpref.data.load_counts`; column names are then not used).
         family: P_eta family: ``point``, ``two_point``, ``beta`` or ``npmle``.
         mu: the gap. A number in (0.5, 1) (known; one per group as a list in sorted group
             order or a ``{group: mu}`` dict), ``"free"`` for the MLE (warns: weakly or not
@@ -292,9 +302,13 @@ def fit_attentiveness(
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
     spec = make_family(family, num_grid, support)
-    data = load_preferences(
-        data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
-    )
+    if isinstance(data, UserCounts):
+        if p_column is not None:
+            raise DataError("p_column was given with per-user counts: per-label p needs the label rows")
+    else:
+        data = load_preferences(
+            data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
+        )
     mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
     _warn_not_identified(mode, spec)
     config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter)
@@ -327,13 +341,12 @@ def fit_attentiveness(
     loglik = float(best.loglik)
     # One parameter per free coordinate of the observed information (npmle: nodes in use - 1).
     num_params = len(errors)
-    num_labels = np.bincount(data.user_index, minlength=data.num_users)
-    num_pref_a = np.bincount(data.user_index, weights=data.label, minlength=data.num_users).astype(np.int64)
+    num_pref_a, num_labels = user_counts(data)
     users = pd.DataFrame(
         {
             "user": data.user_ids,
-            "n_labels": num_labels,
-            "n_pref_a": num_pref_a,
+            "n_labels": num_labels.sum(axis=1),
+            "n_pref_a": num_pref_a.sum(axis=1),
             **summaries,
         }
     )

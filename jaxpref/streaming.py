@@ -1,9 +1,12 @@
-"""Streaming ingestion: per-user label counts from parquet files without loading all rows.
+"""Streaming ingestion: per-user label counts from parquet (or CSV) files without loading all rows.
 
-A `pyarrow.dataset` scanner reads record batches; each batch's user ids are coded against a
-running hash index of the ids seen so far (looked up once per distinct id in the batch), and ``np.bincount`` adds the batch's labels to per-user (and per-group) counts.
-Memory is bounded by the number of users (and groups), never by the number of labels.
-The result feeds `jaxpref.data.compress_counts` directly.
+A `pyarrow.dataset` scanner reads record batches and ``np.bincount`` adds each batch's labels
+to per-user (and per-group) counts. User ids are coded batch by batch: non-negative integer ids
+address the count arrays directly (no hashing; the fast path); other ids are dictionary-encoded
+by Arrow and looked up in a running pandas hash index of the ids seen so far, once per distinct
+id in the batch. Memory is bounded by the number of users (and groups), never by the number of
+labels. The result is a `jaxpref.data.UserCounts`, which `jaxpref.fit_attentiveness` fits
+directly (``jaxpref fit`` does this for parquet and CSV inputs).
 
 Example:
     >>> import os, tempfile
@@ -11,51 +14,40 @@ Example:
     >>> path = os.path.join(tempfile.mkdtemp(), "labels.parquet")
     >>> pq.write_table(pa.table({"user": ["a", "b", "a"], "label": [1, 0, 1]}), path)
     >>> counts = stream_counts(path, progress=False)
-    >>> counts.user_ids.tolist(), counts.num_pref_a[:, 0].tolist(), counts.num_labels[:, 0].tolist()
+    >>> counts.user_ids.tolist(), counts.pref_a_counts[:, 0].tolist(), counts.label_counts[:, 0].tolist()
     (['a', 'b'], [2, 0], [2, 1])
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from jaxpref.data import USER_ALIASES, DataError
+from jaxpref.data import USER_ALIASES, DataError, UserCounts
 
-__all__ = ["StreamedCounts", "stream_counts"]
+__all__ = ["STREAMABLE_SUFFIXES", "can_stream", "stream_counts"]
 
+#: File suffixes `stream_counts` reads, with their `pyarrow.dataset` format (directories are parquet).
+STREAMABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
-class StreamedCounts(NamedTuple):
-    """Per-user, per-group counts built from a stream of label rows.
-
-    Attributes:
-        num_pref_a: ``(num_users, num_groups)`` int64 labels that preferred A.
-        num_labels: ``(num_users, num_groups)`` int64 labels.
-        user_ids: ``(num_users,)`` original user ids in order of first appearance.
-        group_ids: ``(num_groups,)`` sorted group ids, or None without a group column.
-        num_rows: labels read.
-    """
-
-    num_pref_a: np.ndarray
-    num_labels: np.ndarray
-    user_ids: np.ndarray
-    group_ids: np.ndarray | None
-    num_rows: int
+#: Integer ids up to this value (or 4x the rows read so far, if larger) are used as row numbers directly.
+DIRECT_ID_LIMIT = 1 << 24
 
 
-class _Coder:
+class _HashCoder:
     """Codes hashable ids as 0, 1, 2, ... in order of first appearance, batch by batch.
 
     Each batch is dictionary-encoded by Arrow; only its distinct ids are looked up (vectorised,
     in a pandas hash index of the ids seen so far), and new ones are appended.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seen: pd.Index | None = None) -> None:
         # Built from the first batch, so the ids keep their dtype (int64 ids stay int64).
-        self.index: pd.Index | None = None
+        self.index = seen
 
     def encode(self, values: Any) -> np.ndarray:
         import pyarrow.compute as pc
@@ -71,11 +63,51 @@ class _Coder:
             self.index = self.index.append(batch_ids[new])
         return codes.astype(np.int64)[encoded.indices.to_numpy(zero_copy_only=False)]
 
-    def __len__(self) -> int:
-        return 0 if self.index is None else len(self.index)
+    def finish(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(ids, rows)``: the ids in order of first appearance; their count rows (None: 0, 1, ...)."""
+        return (np.asarray([]) if self.index is None else self.index.to_numpy()), None
 
-    def ids(self) -> np.ndarray:
-        return np.asarray([]) if self.index is None else self.index.to_numpy()
+
+class _DirectCoder:
+    """Uses small non-negative integer ids as their own codes: no hashing at all.
+
+    The order of first appearance is kept as the first row number at which each id was seen.
+    `encode` returns None for a batch it cannot code (a negative or too large id); the caller
+    then switches to `_HashCoder` via `to_hash_coder`.
+    """
+
+    def __init__(self) -> None:
+        self.first_row = np.zeros(0, np.int64)
+        self.rows_read = 0
+        self.num_seen = 0
+
+    def encode(self, values: Any) -> np.ndarray | None:
+        """Codes a batch, or None when its ids would make the count arrays much larger than the users."""
+        ids = np.asarray(values.to_numpy(zero_copy_only=False))
+        limit = max(DIRECT_ID_LIMIT, 4 * (self.num_seen + ids.size))
+        if ids.size and (ids.min() < 0 or ids.max() >= limit):
+            return None
+        ids = ids.astype(np.int64)
+        size = int(ids.max()) + 1 if ids.size else 0
+        if size > self.first_row.shape[0]:
+            grown = np.full(max(size, 2 * self.first_row.shape[0]), np.iinfo(np.int64).max)
+            grown[: self.first_row.shape[0]] = self.first_row
+            self.first_row = grown
+        row_numbers = self.rows_read + np.arange(ids.size)
+        np.minimum.at(self.first_row, ids, row_numbers)
+        self.num_seen += int(np.count_nonzero(self.first_row[ids] == row_numbers))
+        self.rows_read += ids.size
+        return ids
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray | None]:
+        seen = np.flatnonzero(self.first_row < np.iinfo(np.int64).max)
+        rows = seen[np.argsort(self.first_row[seen], kind="stable")]
+        return rows, rows
+
+    def to_hash_coder(self) -> tuple[_HashCoder, np.ndarray]:
+        """The equivalent `_HashCoder` and the count rows to keep, in its code order."""
+        ids, rows = self.finish()
+        return _HashCoder(pd.Index(ids)), rows
 
 
 def _dataset(source: Any):
@@ -83,16 +115,26 @@ def _dataset(source: Any):
 
     if isinstance(source, ds.Dataset):
         return source
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.exists(source):
-            raise DataError(f"data path {str(source)!r} does not exist: check the path")
-        return ds.dataset(source, format="parquet")
-    if isinstance(source, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in source):
-        return ds.dataset([str(p) for p in source], format="parquet")
+    paths = [source] if isinstance(source, (str, os.PathLike)) else source
+    if isinstance(paths, (list, tuple)) and paths and all(isinstance(p, (str, os.PathLike)) for p in paths):
+        for path in paths:
+            if not os.path.exists(path):
+                raise DataError(f"data path {str(path)!r} does not exist: check the path")
+        formats = {STREAMABLE_SUFFIXES.get(Path(path).suffix.lower(), "parquet") for path in paths}
+        if len(formats) > 1:
+            raise DataError("the data paths mix parquet and CSV files: stream one format at a time")
+        return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format=formats.pop())
     raise DataError(
-        f"cannot stream data of type {type(source).__name__}: pass a parquet file, a directory of parquet "
-        "files, a list of paths or a pyarrow.dataset.Dataset"
+        f"cannot stream data of type {type(source).__name__}: pass a parquet or CSV file, a directory of "
+        "parquet files, a list of paths or a pyarrow.dataset.Dataset"
     )
+
+
+def can_stream(path: Any) -> bool:
+    """Whether `stream_counts` reads ``path``: a parquet or CSV file, or a directory (of parquet files)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    return os.path.isdir(path) or Path(path).suffix.lower() in STREAMABLE_SUFFIXES
 
 
 def _grow(array: np.ndarray, rows: int) -> np.ndarray:
@@ -111,28 +153,26 @@ def stream_counts(
     group_column: str | None = None,
     batch_size: int = 1 << 20,
     progress: bool = True,
-) -> StreamedCounts:
-    """Per-user label counts from parquet, read in batches.
+) -> UserCounts:
+    """Per-user label counts from parquet or CSV, read in batches.
 
     Args:
-        source: a parquet file, a directory (or list) of parquet files, or a
+        source: a parquet or CSV file, a directory (or list) of parquet files, or a
             `pyarrow.dataset.Dataset`.
         user_column: user id column (``worker`` / ``annotator`` / ``user_id`` accepted when
             ``user`` is absent, as in `jaxpref.data.load_preferences`).
         label_column: 0/1 label column (1 = preferred the stronger model A).
         group_column: optional group column; each group gets its own count column.
         batch_size: rows per record batch.
-        progress: show a rich progress bar over rows.
+        progress: show a rich progress bar over rows (on stderr).
 
     Returns:
-        `StreamedCounts`; ``compress_counts(out.num_pref_a, out.num_labels)`` gives the
-        statistics of `jaxpref.em`.
+        `jaxpref.data.UserCounts`, users in order of first appearance, groups sorted (as
+        `jaxpref.data.load_preferences` codes them).
 
     Raises:
         DataError: missing columns, nulls, labels outside {0, 1}, or no rows.
     """
-    import pyarrow.compute as pc
-
     dataset = _dataset(source)
     names = dataset.schema.names
     if user_column not in names:
@@ -144,38 +184,35 @@ def stream_counts(
         if column is not None and column not in names:
             raise DataError(f"{what} column {column!r} not found; columns are {names}: pass {what}_column=<name>")
     columns = [user_column, label_column] + ([group_column] if group_column else [])
-    users, groups = _Coder(), _Coder()
-    num_groups_seen = 1
+    import pyarrow as pa
+
+    users: _DirectCoder | _HashCoder
+    users = _DirectCoder() if pa.types.is_integer(dataset.schema.field(user_column).type) else _HashCoder()
+    groups = _HashCoder()
     pref_a = np.zeros((1024, 1), np.int64)
     labels = np.zeros((1024, 1), np.int64)
     num_rows = 0
-    total = dataset.count_rows()
-    bar = _progress_bar(total) if progress else None
+    bar = _progress_bar(dataset.count_rows()) if progress else None
     try:
         for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
             if batch.num_rows == 0:
                 continue
-            for column in columns:
-                if batch.column(column).null_count:
-                    raise DataError(f"column {column!r} has missing (null) values near row {num_rows}: drop or fill them")
-            label = batch.column(label_column)
-            if label.type == "bool":
-                label = pc.cast(label, "int8")
-            label = np.asarray(label.to_numpy(zero_copy_only=False))
-            if not np.isin(label, (0, 1)).all():
-                bad = np.unique(label[~np.isin(label, (0, 1))])[:5].tolist()
-                raise DataError(f"column {label_column!r} has values outside {{0, 1}}, e.g. {bad}: labels must be 0 or 1")
+            label = _checked_labels(batch, columns, label_column, num_rows)
             user_code = users.encode(batch.column(user_column))
+            if user_code is None:  # ids too large or negative for direct coding: switch to hashing
+                users, keep = users.to_hash_coder()
+                pref_a, labels = pref_a[keep], labels[keep]
+                user_code = users.encode(batch.column(user_column))
             group_code = groups.encode(batch.column(group_column)) if group_column else np.zeros_like(user_code)
-            num_users, num_groups_seen = len(users), max(num_groups_seen, len(groups))
-            if num_groups_seen > pref_a.shape[1]:
-                pad = ((0, 0), (0, num_groups_seen - pref_a.shape[1]))
+            num_groups = max(pref_a.shape[1], int(group_code.max()) + 1)
+            if num_groups > pref_a.shape[1]:
+                pad = ((0, 0), (0, num_groups - pref_a.shape[1]))
                 pref_a, labels = np.pad(pref_a, pad), np.pad(labels, pad)
-            pref_a, labels = _grow(pref_a, num_users), _grow(labels, num_users)
-            cell = user_code * pref_a.shape[1] + group_code
-            size = pref_a.shape[0] * pref_a.shape[1]
-            labels += np.bincount(cell, minlength=size).reshape(pref_a.shape)
-            pref_a += np.bincount(cell, weights=label, minlength=size).astype(np.int64).reshape(pref_a.shape)
+            pref_a, labels = _grow(pref_a, int(user_code.max()) + 1), _grow(labels, int(user_code.max()) + 1)
+            cell = user_code * num_groups + group_code
+            size = pref_a.shape[0] * num_groups
+            labels += np.bincount(cell, minlength=size).reshape(labels.shape)
+            pref_a += np.bincount(cell[label == 1], minlength=size).reshape(pref_a.shape)
             num_rows += batch.num_rows
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=batch.num_rows)
@@ -183,23 +220,43 @@ def stream_counts(
         if bar is not None:
             bar.stop()
     if num_rows == 0:
-        raise DataError("the parquet data have no rows: pass at least one labelled comparison")
-    num_users = len(users)
-    pref_a, labels = pref_a[:num_users, :num_groups_seen], labels[:num_users, :num_groups_seen]
+        raise DataError("the data have no rows: pass at least one labelled comparison")
+    user_ids, rows = users.finish()
+    pref_a = pref_a[: len(user_ids)] if rows is None else pref_a[rows]
+    labels = labels[: len(user_ids)] if rows is None else labels[rows]
     group_ids = None
     if group_column:
         # Sorted group order, as `load_preferences` codes groups.
-        group_ids = groups.ids()
+        group_ids, _ = groups.finish()
         order = np.argsort(group_ids, kind="stable")
         group_ids, pref_a, labels = group_ids[order], pref_a[:, order], labels[:, order]
-    return StreamedCounts(pref_a, labels, users.ids(), group_ids, num_rows)
+    return UserCounts(pref_a, labels, user_ids, group_ids)
+
+
+def _checked_labels(batch: Any, columns: list[str], label_column: str, rows_before: int) -> np.ndarray:
+    """The batch's labels as a NumPy array, after checking for nulls and values outside {0, 1}."""
+    import pyarrow.compute as pc
+
+    for column in columns:
+        if batch.column(column).null_count:
+            raise DataError(f"column {column!r} has missing (null) values near row {rows_before}: drop or fill them")
+    label = batch.column(label_column)
+    if label.type == "bool":
+        label = pc.cast(label, "int8")
+    label = np.asarray(label.to_numpy(zero_copy_only=False))
+    valid = (label == 0) | (label == 1)
+    if not valid.all():
+        bad = pd.unique(label[~valid])[:5].tolist()
+        raise DataError(f"column {label_column!r} has values outside {{0, 1}}, e.g. {bad}: labels must be 0 or 1")
+    return label
 
 
 def _progress_bar(total: int):
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("reading labels"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   transient=True)
+                   transient=True, console=Console(stderr=True))
     bar.add_task("read", total=total)
     bar.start()
     return bar

@@ -15,11 +15,15 @@ SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[Health
                                                                          HealthCheck.function_scoped_fixture])
 
 
-def random_frame(seed, num_rows, string_ids):
+def random_frame(seed, num_rows, id_kind):
+    """Labels of users with string ids, small integer ids (direct coding), or integer ids that
+    outgrow direct coding part way (the coder switches to hashing)."""
     rng = np.random.default_rng(seed)
     users = rng.integers(0, max(1, num_rows // 3), num_rows)
+    if id_kind == "large_int":
+        users = np.where(np.arange(num_rows) >= num_rows // 2, users + 2**40, users)
     return pd.DataFrame({
-        "user": [f"u{u}" for u in users] if string_ids else users,
+        "user": [f"u{u}" for u in users] if id_kind == "string" else users,
         "label": rng.integers(0, 2, num_rows),
         "group": rng.choice(["b", "a", "c"], num_rows),
     })
@@ -34,15 +38,15 @@ def write_parts(frame, folder, num_files):
 
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), num_rows=st.integers(1, 200), batch_size=st.sampled_from([1, 7, 1000]),
-       string_ids=st.booleans(), with_groups=st.booleans())
-def test_counts_match_a_pandas_group_by(tmp_path_factory, seed, num_rows, batch_size, string_ids, with_groups):
-    frame = random_frame(seed, num_rows, string_ids)
+       id_kind=st.sampled_from(["string", "small_int", "large_int"]), with_groups=st.booleans())
+def test_counts_match_a_pandas_group_by(tmp_path_factory, seed, num_rows, batch_size, id_kind, with_groups):
+    frame = random_frame(seed, num_rows, id_kind)
     folder = write_parts(frame, tmp_path_factory.mktemp("parts"), num_files=3)
     out = stream_counts(folder, group_column="group" if with_groups else None, batch_size=batch_size,
                         progress=False)
     keys = ["user", "group"] if with_groups else ["user"]
     expected = frame.groupby(keys, sort=False)["label"].agg(["sum", "count"])
-    assert out.num_rows == num_rows
+    assert out.num_labels == num_rows
     assert out.user_ids.tolist() == list(pd.unique(frame["user"]))
     groups = out.group_ids.tolist() if with_groups else [None]
     assert groups == (sorted(frame["group"].unique()) if with_groups else [None])
@@ -50,24 +54,24 @@ def test_counts_match_a_pandas_group_by(tmp_path_factory, seed, num_rows, batch_
         for column, group in enumerate(groups):
             key = (user, group) if with_groups else user
             total, count = expected.loc[key].tolist() if key in expected.index else (0, 0)
-            assert (out.num_pref_a[row, column], out.num_labels[row, column]) == (total, count)
+            assert (out.pref_a_counts[row, column], out.label_counts[row, column]) == (total, count)
 
 
 def test_feeds_compress_counts(tmp_path):
-    frame = random_frame(0, 500, string_ids=True)
+    frame = random_frame(0, 500, "string")
     path = tmp_path / "labels.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     out = stream_counts(str(path), batch_size=64, progress=True)
-    stats, row_of_user = compress_counts(out.num_pref_a, out.num_labels)
+    stats, row_of_user = compress_counts(out.pref_a_counts, out.label_counts)
     assert float(stats.multiplicity.sum()) == len(out.user_ids)
-    np.testing.assert_array_equal(stats.num_labels[row_of_user, 0], out.num_labels[:, 0])
+    np.testing.assert_array_equal(stats.num_labels[row_of_user, 0], out.label_counts[:, 0])
 
 
 def test_crowdkit_worker_column_is_accepted(tmp_path):
     path = tmp_path / "w.parquet"
     pq.write_table(pa.table({"worker": [3, 3, 5], "label": [True, False, True]}), path)
     out = stream_counts(path, progress=False)
-    assert out.user_ids.tolist() == [3, 5] and out.num_pref_a[:, 0].tolist() == [1, 1]
+    assert out.user_ids.tolist() == [3, 5] and out.pref_a_counts[:, 0].tolist() == [1, 1]
     assert out.user_ids.dtype == np.int64
 
 
@@ -95,3 +99,22 @@ def test_missing_path_and_empty_data(tmp_path):
     pq.write_table(pa.table({"user": pa.array([], pa.int64()), "label": pa.array([], pa.int64())}), path)
     with pytest.raises(DataError, match="no rows"):
         stream_counts(path, progress=False)
+
+
+@pytest.mark.parametrize("users", [[5, -1, 5, 2], [7, 2**62, 7, 3]])
+def test_ids_outside_direct_coding_switch_to_hashing(tmp_path, users):
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"user": users, "label": [1, 0, 0, 1]}), path)
+    out = stream_counts(path, batch_size=1, progress=False)
+    assert out.user_ids.tolist() == list(pd.unique(np.asarray(users)))
+    assert out.pref_a_counts[:, 0].tolist() == [1, 0, 1] and out.label_counts[:, 0].tolist() == [2, 1, 1]
+
+
+def test_csv_streams_like_parquet(tmp_path):
+    frame = random_frame(3, 300, "small_int")
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "labels.parquet")
+    from_csv = stream_counts(tmp_path / "labels.csv", group_column="group", batch_size=50, progress=False)
+    from_parquet = stream_counts(tmp_path / "labels.parquet", group_column="group", progress=False)
+    for field in ("pref_a_counts", "label_counts", "user_ids", "group_ids"):
+        np.testing.assert_array_equal(getattr(from_csv, field), getattr(from_parquet, field))
