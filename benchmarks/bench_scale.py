@@ -1,10 +1,14 @@
 """Scale: parquet end to end, replications per second, compile vs run time, float32 vs float64.
 
 1. End to end from parquet: labels per second for streaming ingestion (`jaxpref.streaming`)
-   plus the accelerated fit, the share of time in each, and ingestion's speed relative to a
-   plain ``pyarrow.parquet.read_table`` of the same columns (this machine's read ceiling).
-2. A Table-4-style study: R replications of (simulate, compress, fit) as one jitted, vmapped
-   computation vs a Python loop over single fits; replications per second. Note that a vmapped
+   plus the accelerated fit, the share of time in each, and ingestion's speed beside three
+   ceilings measured on the same file: reading its bytes cold (evicted from the page cache
+   with ``posix_fadvise``) and warm, and a multi-threaded ``pyarrow.parquet.read_table`` of
+   the same columns (decoding, no counting); plus `jaxpref.fit_attentiveness` on the streamed
+   counts (SEs and the per-user table included).
+2. A Table-4-style study: R replications of (simulate, compress, fit) as one jitted computation
+   (`jaxpref.study.replicate_fits`: all R vmapped, and in vmapped batches of 8 under `lax.map`)
+   vs a Python loop over single fits; replications per second. Note that a vmapped
    `lax.while_loop` runs until its slowest replication converges.
 3. Compile time apart from run time, m = 1e3 vs 1e6 users, float32 vs float64; and the
    plain-NumPy EM (`benchmarks.numpy_em`) on the same compressed statistics.
@@ -15,7 +19,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -37,65 +41,70 @@ from benchmarks.common import (
     write_results,
 )
 from jaxpref import accelerate, em
-from jaxpref.data import CountStats, compress_counts
+from jaxpref.estimator import fit_attentiveness
+from jaxpref.data import compress_counts
 from jaxpref.families import make_family
-from jaxpref.simulate import eta_distribution, replicate, simulate_counts
+from jaxpref.simulate import eta_distribution, simulate_counts
 from jaxpref.streaming import stream_counts
+from jaxpref.study import replicate_fits
 
 TRUTH = eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.4)
 CONFIG = em.EMConfig(make_family("two_point", support=(0.1, 0.9)), "prior", (8.0, 2.0), tol=1e-7, max_iter=2000)
 
 
-def end_to_end(num_users: int, labels_per_user: int, folder: Path) -> dict:
+def write_labels(num_users: int, labels_per_user: int, path: Path) -> None:
+    """A parquet file of m * n label rows in random order (users' rows interleaved)."""
     k, _, _ = simulate_counts(jax.random.key(0), num_users, jnp.full(num_users, labels_per_user),
                               jnp.asarray([0.74]), TRUTH)
     k = np.asarray(k)
-    rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(num_users), labels_per_user)
-    # Labels of a user in random order among its rows: k ones, n - k zeros.
-    position = np.tile(np.arange(labels_per_user), num_users)
-    labels = (position < np.repeat(k, labels_per_user)).astype(np.int8)
-    order = rng.permutation(users.size)
+    order = np.random.default_rng(0).permutation(num_users * labels_per_user)
+    users = order // labels_per_user
+    # Each user's k ones and n - k zeros, scattered over the file by the permutation.
+    labels = (order % labels_per_user < k[users]).astype(np.int8)
+    pq.write_table(pa.table({"user": users, "label": labels}), path, row_group_size=1 << 20)
+
+
+def read_bytes_seconds(path: Path, cold: bool) -> float:
+    """Seconds to read the file's bytes; ``cold`` first evicts it from the page cache (fadvise)."""
+    with open(path, "rb") as handle:
+        if cold:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        start = time.perf_counter()
+        while handle.read(1 << 24):
+            pass
+        return time.perf_counter() - start
+
+
+def end_to_end(num_users: int, labels_per_user: int, folder: Path) -> dict:
+    """Streaming ingestion + fit of a parquet file, beside the machine's read ceilings for it."""
     path = folder / "labels.parquet"
-    pq.write_table(pa.table({"user": users[order], "label": labels[order]}), path, row_group_size=1 << 20)
-    read_seconds = median_seconds(lambda: pq.read_table(path, columns=["user", "label"]), 3)
+    write_labels(num_users, labels_per_user, path)
+    size_mb = path.stat().st_size / 1e6
+    cold_read_s = read_bytes_seconds(path, cold=True)
+    warm_read_s = min(read_bytes_seconds(path, cold=False) for _ in range(3))
+    read_table_s = median_seconds(lambda: pq.read_table(path, columns=["user", "label"]), 3)
     start = time.perf_counter()
     counts = stream_counts(path, progress=False)
-    stats, _ = compress_counts(counts.num_pref_a, counts.num_labels)
-    ingest_seconds = time.perf_counter() - start
+    stats, _ = compress_counts(counts.pref_a_counts, counts.label_counts)
+    ingest_s = time.perf_counter() - start
     stats = jax.tree.map(jnp.asarray, stats)
     initial = em.init(CONFIG, jnp.asarray([0.75], jnp.float32))
-    jax.block_until_ready(accelerate.fit_accelerated(initial, stats, CONFIG))
+    fit_s = median_seconds(lambda: accelerate.fit_accelerated(initial, stats, CONFIG), 3, jax.block_until_ready)
+    options = dict(family="two_point", support=(0.1, 0.9), mu_prior=(8.0, 2.0))
+    fit_attentiveness(counts, **options)  # compile
     start = time.perf_counter()
-    jax.block_until_ready(accelerate.fit_accelerated(initial, stats, CONFIG))
-    fit_seconds = time.perf_counter() - start
-    total = ingest_seconds + fit_seconds
+    api = fit_attentiveness(counts, **options)
+    api_s = time.perf_counter() - start
+    labels = num_users * labels_per_user
+    total = ingest_s + fit_s
     return {
-        "labels": int(users.size), "users": num_users, "file_mb": path.stat().st_size / 1e6,
-        "ingest_s": ingest_seconds, "fit_s": fit_seconds, "labels_per_s": users.size / total,
-        "ingest_share": ingest_seconds / total, "read_table_s": read_seconds,
-        "ingest_over_read": ingest_seconds / read_seconds,
+        "labels": labels, "users": num_users, "file_mb": size_mb,
+        "ingest_s": ingest_s, "fit_s": fit_s, "labels_per_s": labels / total, "ingest_share": ingest_s / total,
+        "ingest_mb_per_s": size_mb / ingest_s, "cold_read_mb_per_s": size_mb / cold_read_s,
+        "warm_read_mb_per_s": size_mb / warm_read_s, "read_table_mb_per_s": size_mb / read_table_s,
+        "ingest_over_read_table": ingest_s / read_table_s, "ingest_over_cold_read": ingest_s / cold_read_s,
+        "api_fit_s": api_s, "api_users": len(api.users),
     }
-
-
-def equal_n_counts(num_pref_a, labels_per_user: int) -> CountStats:
-    """Exact jittable compression when every user has n labels: one row per k = 0..n.
-
-    `jaxpref.data.histogram_counts` allows any n <= max_labels, i.e. (n + 1)^2 rows: 21x more
-    E-step work at n = 20, which made the vmapped study slower than a loop over exact fits.
-    """
-    width = labels_per_user + 1
-    multiplicity = jax.ops.segment_sum(jnp.ones(num_pref_a.shape), num_pref_a.astype(jnp.int32), num_segments=width)
-    k_values = jnp.arange(width, dtype=multiplicity.dtype)[:, None]
-    return CountStats(k_values, jnp.full_like(k_values, labels_per_user), multiplicity)
-
-
-@functools.partial(jax.jit, static_argnames=("num_replications", "num_users", "labels_per_user"))
-def study_vmapped(key, num_replications: int, num_users: int, labels_per_user: int):
-    k, _, _ = replicate(key, num_replications, num_users, labels_per_user, 0.74, TRUTH)
-    stats = jax.vmap(functools.partial(equal_n_counts, labels_per_user=labels_per_user))(k)
-    initial = em.init(CONFIG, jnp.asarray([0.75]))
-    return jax.vmap(accelerate.fit_accelerated, in_axes=(None, 0, None))(initial, stats, CONFIG).state.mu
 
 
 def study_loop(key, num_replications: int, num_users: int, labels_per_user: int):
@@ -139,16 +148,22 @@ def main(argv=None) -> dict:
     if args.quick:
         e2e_sizes, study, compile_sizes, dtypes = [(2000, 10)], (8, 500, 10), [1000], ["float64"]
     else:
-        e2e_sizes, study, compile_sizes = [(100_000, 20), (1_000_000, 20)], (64, 10_000, 20), [1000, 1_000_000]
+        e2e_sizes = [(100_000, 20), (1_000_000, 20), (10_000_000, 20)]
+        study, compile_sizes = (64, 10_000, 20), [1000, 1_000_000]
         dtypes = ["float32", "float64"]
     with tempfile.TemporaryDirectory() as folder:
         e2e = [end_to_end(m, n, Path(folder)) for m, n in e2e_sizes]
     replications, num_users, labels = study
     key = jax.random.key(2)
-    vmapped_s = median_seconds(lambda: study_vmapped(key, replications, num_users, labels), 2, jax.block_until_ready)
+    vmapped_s, batched_s = (
+        median_seconds(lambda: replicate_fits(key, replications, num_users, labels, 0.74, TRUTH, CONFIG,
+                                              batch_size=size), 2)
+        for size in (replications, 8)
+    )
     loop_s = median_seconds(lambda: study_loop(key, replications, num_users, labels), 1)
     studies = [{"R": replications, "m": num_users, "n": labels, "vmapped_per_s": replications / vmapped_s,
-                "loop_per_s": replications / loop_s, "speedup": loop_s / vmapped_s}]
+                "batches_of_8_per_s": replications / batched_s, "loop_per_s": replications / loop_s,
+                "speedup": loop_s / vmapped_s}]
     compiles = [compile_and_run(m, dtype) for m in compile_sizes for dtype in dtypes]
     table = "\n\n".join([
         "End to end from parquet\n\n" + markdown_table(e2e, list(e2e[0])),

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxpref import em
-from jaxpref.data import CountStats, histogram_counts
+from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
 from jaxpref.families import make_family
 from jaxpref.posterior import user_posterior
 from jaxpref.simulate import EtaDistribution, eta_distribution, simulate_counts
@@ -89,18 +89,6 @@ def mu_start(config: em.EMConfig, true_mu: float, dtype=None) -> jax.Array:
     ``dtype=None`` is the default float (float64 inside `main`).
     """
     return jnp.asarray([true_mu if config.mu_mode == "known" else 0.75], dtype or jnp.result_type(float))
-
-
-def fixed_count_stats(num_pref_a: jax.Array, labels_per_user: int) -> CountStats:
-    """`histogram_counts` restricted to the ``labels_per_user + 1`` rows with n = labels_per_user.
-
-    With every n_j equal, the other rows of the full ``(n + 1)**2`` histogram are empty; dropping
-    them (a static slice) makes each EM iteration ``n + 1`` times cheaper.
-    """
-    width = labels_per_user + 1
-    full = histogram_counts(num_pref_a, jnp.full(num_pref_a.shape, labels_per_user), labels_per_user)
-    rows = slice(labels_per_user * width, (labels_per_user + 1) * width)
-    return CountStats(full.num_pref_a[rows], full.num_labels[rows], full.multiplicity[rows])
 
 
 class ReplicatedFits(NamedTuple):
@@ -259,7 +247,7 @@ class ScoredUsers(NamedTuple):
 def _simulate_and_score(keys, gaps, num_users, labels_per_user, distribution, config):
     def one(key, gap):
         num_pref_a, _, eta = simulate_counts(key, num_users, labels_per_user, gap, distribution)
-        stats = fixed_count_stats(num_pref_a, labels_per_user)
+        stats = fixed_n_counts(num_pref_a, labels_per_user)
         start = jnp.where(config.mu_mode == "known", gap, 0.75)[None]
         out = fit_stats(stats, config, start)
         summary = user_posterior(em.node_log_posterior(out.state, stats), out.state.family.eta_grid, jnp.asarray(0.5, gap.dtype))

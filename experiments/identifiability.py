@@ -32,7 +32,7 @@ from rich.progress import track
 
 from jaxpref import em
 from jaxpref.bayes import fit_bayes, simulation_based_calibration
-from jaxpref.data import CountStats
+from jaxpref.data import fixed_n_counts
 from jaxpref.estimator import fit_attentiveness
 from jaxpref.families import make_family
 from jaxpref.identifiability import flat_profile, plot_profile, profile_from_stats, profile_loglik_mu
@@ -69,14 +69,6 @@ def profiles(num_users: int) -> dict:
     return {name: profile_loglik_mu(sim.frame, **options) for name, options in cases.items()}
 
 
-def fixed_count_stats(num_pref_a: jax.Array, num_labels: int) -> CountStats:
-    """`CountStats` with one row per k = 0..n when every user has n labels ((n + 1) rows,
-    not the (n + 1)^2 of `histogram_counts`)."""
-    multiplicity = jax.ops.segment_sum(jnp.ones_like(num_pref_a), num_pref_a.astype(jnp.int32), num_labels + 1)
-    k_values = jnp.arange(num_labels + 1, dtype=multiplicity.dtype)[:, None]
-    return CountStats(k_values, jnp.full_like(k_values, num_labels), multiplicity)
-
-
 def mu_errors(num_users_values, num_labels_values, num_replications: int) -> dict:
     """RMSE, median absolute error and bias of the mu MLE per setting, m and n.
 
@@ -91,7 +83,7 @@ def mu_errors(num_users_values, num_labels_values, num_replications: int) -> dic
     for (label, truth, family, support), num_users, num_labels in track(jobs, description="mu error vs m, n"):
         key = jax.random.fold_in(jax.random.key(1), num_users * 1000 + num_labels)
         num_pref_a, _, _ = replicate(key, num_replications, num_users, num_labels, MU, truth)
-        stats = jax.vmap(lambda k: fixed_count_stats(k, num_labels))(num_pref_a)
+        stats = jax.vmap(lambda k: fixed_n_counts(k, num_labels))(num_pref_a)
         config = em.EMConfig(family=make_family(family, 32, support), mu_mode="known", tol=1e-6, max_iter=1000)
         profile = np.asarray(
             jax.lax.map(lambda s: profile_from_stats(jax.random.key(2), s, config, mu_grid, 1), stats), np.float64

@@ -35,6 +35,7 @@ __all__ = [
     "compress_counts",
     "count_stats",
     "histogram_counts",
+    "fixed_n_counts",
     "label_stats",
     "bucket_size",
     "validate_mu",
@@ -531,3 +532,33 @@ def histogram_counts(num_pref_a: Any, num_labels: Any, max_labels: int) -> Count
         num_labels=n_values[:, None].astype(dtype),
         multiplicity=multiplicity,
     )
+
+
+def fixed_n_counts(num_pref_a: Any, labels_per_user: int) -> CountStats:
+    """Exact jittable compression when every user has ``labels_per_user`` labels (one gap).
+
+    One row per k = 0 .. n, so the statistics have ``n + 1`` rows whatever the number of users
+    (`histogram_counts` allows any n and has ``(n + 1)**2``).
+
+    Args:
+        num_pref_a: ``(num_users,)`` k per user, each in ``[0, labels_per_user]``.
+        labels_per_user: static n.
+
+    Returns:
+        `CountStats` with ``labels_per_user + 1`` rows; row k holds the users with k_j = k.
+
+    Example:
+        >>> stats = fixed_n_counts(np.array([0, 2, 2]), 2)
+        >>> stats.multiplicity.tolist(), stats.num_labels[:, 0].tolist()
+        ([1.0, 0.0, 2.0], [2.0, 2.0, 2.0])
+    """
+    import jax
+    import jax.numpy as jnp
+
+    width = labels_per_user + 1
+    dtype = jnp.result_type(float)
+    multiplicity = jax.ops.segment_sum(
+        jnp.ones(jnp.shape(num_pref_a), dtype), jnp.asarray(num_pref_a, jnp.int32), num_segments=width
+    )
+    k_values = jnp.arange(width, dtype=dtype)[:, None]
+    return CountStats(k_values, jnp.full_like(k_values, labels_per_user), multiplicity)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from jaxpref import em
+from jaxpref.data import fixed_n_counts
 from jaxpref.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
 
@@ -104,14 +105,6 @@ def test_gap_detection_quick(tmp_path):
     assert two_point[-1][1] > two_point[0][1]
 
 
-def test_fixed_count_stats_matches_numpy_histogram():
-    counts = np.array([0, 3, 3, 5, 1, 3, 5])
-    stats = common.fixed_count_stats(jnp.asarray(counts), 5)
-    np.testing.assert_array_equal(np.asarray(stats.multiplicity), np.bincount(counts, minlength=6))
-    np.testing.assert_array_equal(np.asarray(stats.num_pref_a)[:, 0], np.arange(6))
-    np.testing.assert_array_equal(np.asarray(stats.num_labels)[:, 0], np.full(6, 5))
-
-
 @pytest.mark.parametrize("family", ["two_point", "beta"])
 def test_histogram_law_matches_simulated_users(family):
     """`count_probabilities` (closed form / exact quadrature) against users drawn by the package's
@@ -138,7 +131,7 @@ def test_profile_search_reaches_the_plain_em_optimum():
     with jax.enable_x64(True):
         distribution = eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.4)
         num_pref_a, _, _ = simulate_counts(jax.random.key(3), 4000, 10, 0.8, distribution)
-        stats = common.fixed_count_stats(num_pref_a, 10)
+        stats = fixed_n_counts(num_pref_a, 10)
         for mode in ("prior", "free"):
             config = common.mu_config(make_family("two_point", support=(0.1, 0.9)), mode, tol=1e-12, max_iter=20000)
             start = jnp.asarray([0.75])
