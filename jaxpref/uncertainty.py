@@ -10,7 +10,7 @@ and gets NaN.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -20,18 +20,19 @@ from jaxpref.em import MU_MARGIN, EMConfig, EMState, objective
 from jaxpref.families import BETA_SHAPE_BOUNDS, FamilyParams, beta_log_weights
 from jaxpref.likelihood import Stats
 
-__all__ = ["free_parameters", "standard_errors"]
+__all__ = ["free_parameters", "unpack", "standard_errors"]
 
 #: A parameter closer than this to the edge of its range is treated as on the edge.
 EDGE = 1e-5
 
 
-def free_parameters(state: EMState, config: EMConfig) -> tuple[list[str], np.ndarray, np.ndarray, Callable]:
+def free_parameters(state: EMState, config: EMConfig) -> tuple[list[str], np.ndarray, np.ndarray, tuple[int, ...]]:
     """Natural coordinates of the free parameters.
 
     Returns:
-        ``(names, values, on_edge, unpack)`` where ``unpack(theta)`` rebuilds an `EMState`
-        from a vector ``theta`` of the same length as ``values``.
+        ``(names, values, on_edge, active)``: ``active`` lists the npmle nodes in use (empty
+        for the other families); ``unpack(theta, state, config, active)`` rebuilds an
+        `EMState` from a vector ``theta`` of the same length as ``values``.
     """
     family = state.family
     spec = config.family
@@ -59,32 +60,46 @@ def free_parameters(state: EMState, config: EMConfig) -> tuple[list[str], np.nda
     elif spec.name == "beta":
         add("alpha", family.beta_shape[0], *BETA_SHAPE_BOUNDS)
         add("beta", family.beta_shape[1], *BETA_SHAPE_BOUNDS)
-    active = np.flatnonzero(weights > EDGE)
+    active: tuple[int, ...] = ()
     if spec.name == "npmle":
+        active = tuple(int(node) for node in np.flatnonzero(weights > EDGE))
         for node in active[:-1]:
             add(f"weight[{node}]", weights[node], 0.0, 1.0)
 
-    def unpack(theta):
-        mu = theta[:num_mu] if num_mu else state.mu
-        rest = theta[num_mu:]
-        grid_j, log_weights, shape = family.eta_grid, family.log_weights, family.beta_shape
-        if spec.name == "point":
-            grid_j = rest[:1]
-        elif spec.name == "two_point":
-            log_weights = jnp.log(jnp.stack([1.0 - rest[0], rest[0]]))
-            if spec.support is None:
-                grid_j = rest[1:3]
-        elif spec.name == "beta":
-            shape = rest[:2]
-            log_weights = beta_log_weights(grid_j, shape)
-        elif spec.name == "npmle":
-            full = jnp.zeros_like(family.log_weights)
-            full = full.at[active[:-1]].set(rest).at[active[-1]].set(1.0 - jnp.sum(rest))
-            log_weights = jnp.log(full)
-        return EMState(FamilyParams(grid_j, log_weights, shape), mu)
-
     dtype = np.float64 if state.mu.dtype == jnp.float64 else np.float32
-    return names, np.asarray(values, dtype), np.asarray(on_edge), unpack
+    return names, np.asarray(values, dtype), np.asarray(on_edge), active
+
+
+def unpack(theta: jax.Array, state: EMState, config: EMConfig, active: tuple[int, ...]) -> EMState:
+    """The `EMState` at natural coordinates ``theta`` (see `free_parameters`); the parameters
+    that are not free are taken from ``state``."""
+    family, spec = state.family, config.family
+    num_mu = state.mu.shape[0] if config.estimates_mu else 0
+    mu = theta[:num_mu] if num_mu else state.mu
+    rest = theta[num_mu:]
+    grid_j, log_weights, shape = family.eta_grid, family.log_weights, family.beta_shape
+    if spec.name == "point":
+        grid_j = rest[:1]
+    elif spec.name == "two_point":
+        log_weights = jnp.log(jnp.stack([1.0 - rest[0], rest[0]]))
+        if spec.support is None:
+            grid_j = rest[1:3]
+    elif spec.name == "beta":
+        shape = rest[:2]
+        log_weights = beta_log_weights(grid_j, shape)
+    elif spec.name == "npmle":
+        nodes = np.asarray(active, np.int32)
+        full = jnp.zeros_like(family.log_weights)
+        full = full.at[nodes[:-1]].set(rest).at[nodes[-1]].set(1.0 - jnp.sum(rest))
+        log_weights = jnp.log(full)
+    return EMState(FamilyParams(grid_j, log_weights, shape), mu)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "active"))
+@functools.partial(jax.hessian, argnums=0)
+def _hessian(theta, state: EMState, stats: Stats, config: EMConfig, active: tuple[int, ...]) -> jax.Array:
+    """Hessian of the negative objective in natural coordinates (compiled once per model and shape)."""
+    return -objective(unpack(theta, state, config, active), stats, config)[1]
 
 
 def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str, float]:
@@ -95,7 +110,7 @@ def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str,
         when the model is not identified (mu free with moving nodes: point, or two_point
         with an estimated support) or the information matrix is numerically singular.
     """
-    names, values, on_edge, unpack = free_parameters(state, config)
+    names, values, on_edge, active = free_parameters(state, config)
     if not names:
         return {}
     if config.mu_mode == "free" and config.family.moving_nodes:
@@ -103,13 +118,10 @@ def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str,
         # information is singular in theory; numerically it is merely ill-conditioned.
         return dict.fromkeys(names, float("nan"))
 
-    def negative_objective(theta):
-        return -objective(unpack(theta), stats, config)[1]
-
     interior = ~on_edge
     errors = np.full(len(names), np.nan)
     if interior.any():
-        hessian = np.asarray(jax.jit(jax.hessian(negative_objective))(jnp.asarray(values)), np.float64)
+        hessian = np.asarray(_hessian(jnp.asarray(values), state, stats, config, active), np.float64)
         information = hessian[np.ix_(interior, interior)]
         eigenvalues = np.linalg.eigvalsh(information) if np.all(np.isfinite(information)) else [-1.0]
         # A relative cut-off: a near-singular information matrix means a flat direction.
