@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jaxpref.data import DataError
-from jaxpref.streaming import can_stream, stream_counts
+from jaxpref.streaming import can_stream, filter_stream, stream_counts
 
 app = typer.Typer(
     name="jaxpref",
@@ -310,8 +310,12 @@ def filter_command(
     label_column: str = LabelColumnOption,
     method: str = MethodOption,
 ) -> None:
-    """Fit EM, then keep the labels of the users a rule selects."""
-    from jaxpref.posterior import check_rule, filter_labels
+    """Fit EM, then keep the labels of the users a rule selects.
+
+    Parquet and CSV inputs written to parquet or CSV are streamed in two passes (counts, then the
+    kept rows), so memory grows with users, not labels.
+    """
+    from jaxpref.posterior import check_rule, filter_labels, select_users
 
     with user_errors():
         table_format(out)
@@ -320,14 +324,21 @@ def filter_command(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column, method,
         )
-        result = run_fit(data, options)
-        kept = filter_labels(
-            result, rule, threshold=cutoff, level=level, fraction=fraction, weights=weights
-        )
-        write_table(kept, out)
-    kept_users = kept[result.data.user_column].nunique()
+        columns = {"user_column": user_column, "label_column": label_column, "group_column": group_column}
+        if p_column is None and can_stream(data) and table_format(out) in ("parquet", "csv"):
+            # Two passes over the file, never holding its rows: counts -> fit -> kept rows.
+            result = run_fit(stream_counts(data, **columns), options)
+            keep_user = select_users(result.users, rule, threshold=result.threshold if cutoff is None else cutoff,
+                                     level=level, fraction=fraction)
+            num_kept_users = int(keep_user.sum())
+            num_kept_labels = filter_stream(data, out, result, keep_user, weights=weights, **columns)
+        else:
+            result = run_fit(data, options)
+            kept = filter_labels(result, rule, threshold=cutoff, level=level, fraction=fraction, weights=weights)
+            write_table(kept, out)
+            num_kept_users, num_kept_labels = kept[result.data.user_column].nunique(), len(kept)
     console.print(
-        f"kept {kept_users:,} of {result.data.num_users:,} users and {len(kept):,} of "
+        f"kept {num_kept_users:,} of {result.data.num_users:,} users and {num_kept_labels:,} of "
         f"{result.data.num_labels:,} labels ({rule}); wrote {out}"
     )
 

@@ -110,17 +110,30 @@ class AttentivenessFit:
                 "this model was fitted on per-user counts, which hold no label rows: per-label outputs "
                 "need the rows, so fit on the labels themselves (a DataFrame or file) for labels/filtering"
             )
-        with jax.enable_x64(self.dtype == "float64"):
-            if data.p is not None:
+        if data.p is not None:
+            with jax.enable_x64(self.dtype == "float64"):
                 return per_label_attentiveness(
                     self.log_resp, np.asarray(self.state.family.eta_grid), data.user_index, data.p, data.label
                 )
+        return self.count_label_attentiveness(data.user_index, data.group_index, data.label)
+
+    def count_label_attentiveness(
+        self, user_index: np.ndarray, group_index: np.ndarray | None, label: np.ndarray
+    ) -> np.ndarray:
+        """P(z_i = 1 | y_i, data) of labels given by their user's position in ``users``, their
+        group's position in the sorted groups (None: one group) and the label (one gap per group).
+
+        Works for fits on rows and on per-user counts (e.g. labels streamed back from a file).
+        """
+        if self.mu_mode == "per_label":
+            raise DataError("with per-label p each label's attentiveness needs its p: use label_attentiveness()")
+        with jax.enable_x64(self.dtype == "float64"):
             if_a, if_b = count_label_attentiveness(
                 jnp.asarray(self.log_resp), self.state.family.eta_grid, self.state.mu
             )
-        rows = self.row_of_user[data.user_index]
-        group = np.zeros_like(rows) if data.group_index is None else data.group_index
-        return np.where(data.label > 0, np.asarray(if_a)[rows, group], np.asarray(if_b)[rows, group])
+        rows = self.row_of_user[user_index]
+        group = np.zeros_like(rows) if group_index is None else group_index
+        return np.where(label > 0, np.asarray(if_a)[rows, group], np.asarray(if_b)[rows, group])
 
     @property
     def labels(self) -> pd.DataFrame:

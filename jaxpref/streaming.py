@@ -29,7 +29,7 @@ import pandas as pd
 
 from jaxpref.data import USER_ALIASES, DataError, UserCounts
 
-__all__ = ["STREAMABLE_SUFFIXES", "can_stream", "stream_counts"]
+__all__ = ["STREAMABLE_SUFFIXES", "can_stream", "stream_counts", "filter_stream"]
 
 #: File suffixes `stream_counts` reads, with their `pyarrow.dataset` format (directories are parquet).
 STREAMABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -173,18 +173,11 @@ def stream_counts(
     Raises:
         DataError: missing columns, nulls, labels outside {0, 1}, or no rows.
     """
-    dataset = _dataset(source)
-    names = dataset.schema.names
-    if user_column not in names:
-        aliases = [a for a in USER_ALIASES if a in names] if user_column == "user" else []
-        if not aliases:
-            raise DataError(f"user column {user_column!r} not found; columns are {names}: pass user_column=<name>")
-        user_column = aliases[0]
-    for column, what in ((label_column, "label"), (group_column, "group")):
-        if column is not None and column not in names:
-            raise DataError(f"{what} column {column!r} not found; columns are {names}: pass {what}_column=<name>")
-    columns = [user_column, label_column] + ([group_column] if group_column else [])
     import pyarrow as pa
+
+    dataset = _dataset(source)
+    user_column = _resolve_columns(dataset, user_column, label_column, group_column)
+    columns = [user_column, label_column] + ([group_column] if group_column else [])
 
     users: _DirectCoder | _HashCoder
     users = _DirectCoder() if pa.types.is_integer(dataset.schema.field(user_column).type) else _HashCoder()
@@ -192,7 +185,7 @@ def stream_counts(
     pref_a = np.zeros((1024, 1), np.int64)
     labels = np.zeros((1024, 1), np.int64)
     num_rows = 0
-    bar = _progress_bar(dataset.count_rows()) if progress else None
+    bar = _progress_bar(dataset.count_rows(), "reading labels") if progress else None
     try:
         for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
             if batch.num_rows == 0:
@@ -233,6 +226,125 @@ def stream_counts(
     return UserCounts(pref_a, labels, user_ids, group_ids)
 
 
+def _resolve_columns(dataset: Any, user_column: str, label_column: str, group_column: str | None) -> str:
+    """Checks the columns exist; returns the user column (``worker``/``annotator``/``user_id``
+    stand in for an absent ``user``)."""
+    names = dataset.schema.names
+    if user_column not in names:
+        aliases = [a for a in USER_ALIASES if a in names] if user_column == "user" else []
+        if not aliases:
+            raise DataError(f"user column {user_column!r} not found; columns are {names}: pass user_column=<name>")
+        user_column = aliases[0]
+    for column, what in ((label_column, "label"), (group_column, "group")):
+        if column is not None and column not in names:
+            raise DataError(f"{what} column {column!r} not found; columns are {names}: pass {what}_column=<name>")
+    return user_column
+
+
+class _Positions:
+    """Positions of known ids (a fit's users, or its groups) for batches of ids: a lookup array
+    for small non-negative integer ids, a pandas hash index otherwise; -1 for unknown ids."""
+
+    def __init__(self, known_ids: np.ndarray) -> None:
+        known_ids = np.asarray(known_ids)
+        self.table = None
+        if known_ids.dtype.kind in "iu" and known_ids.size and known_ids.min() >= 0 and \
+                known_ids.max() < max(DIRECT_ID_LIMIT, 4 * known_ids.size):
+            self.table = np.full(int(known_ids.max()) + 1, -1, np.int64)
+            self.table[known_ids] = np.arange(known_ids.size)
+        self.index = pd.Index(known_ids)
+
+    def of(self, values: Any) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.table is not None and pa.types.is_integer(values.type):
+            ids = np.asarray(values.to_numpy(zero_copy_only=False), np.int64)
+            inside = (ids >= 0) & (ids < self.table.shape[0])
+            return np.where(inside, self.table[np.where(inside, ids, 0)], -1)
+        encoded = pc.dictionary_encode(values)
+        codes = self.index.get_indexer(pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False)))
+        return codes[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def filter_stream(
+    source: Any,
+    out: str | os.PathLike,
+    fit: Any,
+    keep_user: np.ndarray,
+    *,
+    weights: bool = False,
+    user_column: str = "user",
+    label_column: str = "label",
+    group_column: str | None = None,
+    batch_size: int = 1 << 20,
+    progress: bool = True,
+) -> int:
+    """Writes the rows of the kept users to ``out``, reading ``source`` in batches.
+
+    The second pass of a streamed filter: fit on `stream_counts` of ``source``, choose users
+    (`jaxpref.posterior.select_users`), then copy their rows, every column kept, in input order.
+
+    Args:
+        source: the parquet/CSV data the counts were streamed from.
+        out: output path, ``.parquet`` (or ``.pq``) or ``.csv``.
+        fit: the `jaxpref.estimator.AttentivenessFit` of the streamed counts (one gap per group).
+        keep_user: ``(num_users,)`` bool, aligned with ``fit.users``.
+        weights: add ``label_attentive``, ``flip_rate`` and ``eta_mean`` columns.
+        user_column, label_column, group_column, batch_size, progress: as `stream_counts`.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        DataError: bad columns or labels, an output format other than parquet/CSV, or users
+            or groups that the fit has not seen (the data changed between the passes).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    kind = STREAMABLE_SUFFIXES.get(Path(out).suffix.lower())
+    if kind is None:
+        raise DataError(f"output {str(out)!r} must be .parquet or .csv to be written in batches")
+    dataset = _dataset(source)
+    user_column = _resolve_columns(dataset, user_column, label_column, group_column)
+    users = _Positions(fit.users["user"].to_numpy())
+    groups = _Positions(fit.data.group_ids) if group_column else None
+    eta_mean = fit.users["eta_mean"].to_numpy()
+    writer = None
+    num_written = num_read = 0
+    bar = _progress_bar(dataset.count_rows(), "writing kept labels") if progress else None
+    try:
+        for batch in dataset.to_batches(batch_size=batch_size):
+            position = users.of(batch.column(user_column))
+            group = None if groups is None else groups.of(batch.column(group_column))
+            if (position < 0).any() or (group is not None and (group < 0).any()):
+                raise DataError(f"rows near row {num_read} have users or groups the fit has not seen: fit and "
+                                "filter the same data")
+            keep = keep_user[position]
+            table = pa.Table.from_batches([batch]).filter(pa.array(keep))
+            if weights:
+                label = _checked_labels(batch, [user_column, label_column], label_column, num_read)[keep]
+                attentive = fit.count_label_attentiveness(position[keep], None if group is None else group[keep], label)
+                table = (table.append_column("label_attentive", pa.array(attentive))
+                         .append_column("flip_rate", pa.array((1.0 - attentive) / 2.0))
+                         .append_column("eta_mean", pa.array(eta_mean[position[keep]])))
+            if writer is None:
+                writer = pq.ParquetWriter(out, table.schema) if kind == "parquet" else pa_csv.CSVWriter(out, table.schema)
+            writer.write_table(table)
+            num_written += table.num_rows
+            num_read += batch.num_rows
+            if bar is not None:
+                bar.update(bar.task_ids[0], advance=batch.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.stop()
+    return num_written
+
+
 def _checked_labels(batch: Any, columns: list[str], label_column: str, rows_before: int) -> np.ndarray:
     """The batch's labels as a NumPy array, after checking for nulls and values outside {0, 1}."""
     import pyarrow.compute as pc
@@ -251,11 +363,11 @@ def _checked_labels(batch: Any, columns: list[str], label_column: str, rows_befo
     return label
 
 
-def _progress_bar(total: int):
+def _progress_bar(total: int, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("reading labels"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    transient=True, console=Console(stderr=True))
     bar.add_task("read", total=total)
     bar.start()

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from jaxpref.cli import app
 from jaxpref.data import DataError, load_counts, load_preferences, user_counts
 from jaxpref.estimator import fit_attentiveness
-from jaxpref.streaming import stream_counts
+from jaxpref.posterior import filter_labels, select_users
+from jaxpref.streaming import filter_stream, stream_counts
 
 
 def grouped_frame(seed=0, num_users=150):
@@ -97,3 +98,46 @@ def test_cli_fit_streams_parquet_directories_and_csv(tmp_path):
         assert summary["n_users"] == expected["n_users"] and summary["n_labels"] == len(frame)
         for group, value in expected["params"]["mu"].items():
             assert summary["params"]["mu"][group] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize("suffix, group_column", [(".parquet", "topic"), (".csv", None)])
+def test_streamed_filter_writes_the_in_memory_filter_rows(tmp_path, suffix, group_column):
+    frame = grouped_frame(3)
+    frame["extra"] = np.arange(len(frame)) * 0.5
+    path = tmp_path / "labels.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    options = dict(family="npmle", num_grid=16, group_column=group_column)
+    in_memory = filter_labels(fit_attentiveness(frame, **options), "eta_mean", threshold=0.4, weights=True)
+    counts = stream_counts(path, group_column=group_column, batch_size=101, progress=False)
+    fit = fit_attentiveness(counts, **{**options, "group_column": None})
+    keep = select_users(fit.users, "eta_mean", threshold=0.4)
+    out = tmp_path / f"kept{suffix}"
+    written = filter_stream(path, out, fit, keep, weights=True, group_column=group_column, batch_size=101,
+                            progress=False)
+    streamed = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    assert written == len(in_memory) == len(streamed) and 0 < written < len(frame)
+    pd.testing.assert_frame_equal(streamed, in_memory.reset_index(drop=True), check_dtype=False, atol=1e-6)
+
+
+def test_streamed_filter_refuses_data_the_fit_has_not_seen(tmp_path):
+    frame = grouped_frame(4)
+    path = tmp_path / "labels.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    fit = fit_attentiveness(load_counts([3], [4], user_ids=["someone else"]), mu=0.8)
+    with pytest.raises(DataError, match="not seen"):
+        filter_stream(path, tmp_path / "out.parquet", fit, np.ones(1, bool), progress=False)
+    with pytest.raises(DataError, match="must be .parquet or .csv"):
+        filter_stream(path, tmp_path / "out.jsonl", fit, np.ones(1, bool), progress=False)
+
+
+def test_cli_filter_streams_parquet_like_the_in_memory_filter(tmp_path):
+    frame = grouped_frame(5)
+    path = tmp_path / "labels.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    runner = CliRunner()
+    common = ["--rule", "top_fraction", "--fraction", "0.3", "--weights", "--dtype", "float64"]
+    for out in ("kept.parquet", "kept.jsonl"):  # streamed, in memory
+        result = runner.invoke(app, ["filter", str(path), "--out", str(tmp_path / out), *common])
+        assert result.exit_code == 0, result.output
+    streamed, in_memory = pd.read_parquet(tmp_path / "kept.parquet"), pd.read_json(tmp_path / "kept.jsonl", lines=True)
+    pd.testing.assert_frame_equal(streamed, in_memory, check_dtype=False, atol=1e-9)
