@@ -66,7 +66,8 @@ def shard_stats(
     """Pads rows to a multiple of the mesh size and shards them over the ``"users"`` axis.
 
     Args:
-        stats: `CountStats`, `LogLikTable` or `jaxpref.dense.DenseTable` (sharded by chunk).
+        stats: `CountStats`, `LogLikTable` or `jaxpref.dense.DenseTable` (each chunk split
+            over the devices; its row weights, one float per user, are replicated).
         mesh: a mesh with a ``"users"`` axis (see `user_mesh`).
 
     Returns:
@@ -79,23 +80,43 @@ def shard_stats(
     size = mesh.shape[USER_AXIS]
     rows = NamedSharding(mesh, PartitionSpec(USER_AXIS))
     if isinstance(stats, CountStats):
-        padded = CountStats(*(_pad_rows(leaf, size, 0.0) for leaf in stats))
-    elif isinstance(stats, LogLikTable):
+        return jax.device_put(CountStats(*(_pad_rows(leaf, size, 0.0) for leaf in stats)), rows)
+    if isinstance(stats, LogLikTable):
         padded = LogLikTable(_pad_rows(stats.table, size, 0.0), _pad_rows(stats.multiplicity, size, 0.0))
-    elif isinstance(stats, dense.DenseTable):
-        chunk_size = stats.scaled.shape[1]
-        padded = dense.DenseTable(
-            _pad_rows(stats.log_table, size, 0.0),
-            _pad_rows(stats.scaled, size, 1.0),
-            _pad_rows(stats.row_max, size, 0.0),
-            _pad_rows(stats.multiplicity, size * chunk_size, 0.0),
+        return jax.device_put(padded, rows)
+    if isinstance(stats, dense.DenseTable):
+        # The dense sweep scans over chunks: split every chunk over the devices (axis 1), so each
+        # scan step works on all devices at once; a sharded chunk axis would move whole chunks.
+        table = _chunks_divisible(stats, size)
+        within_chunks = NamedSharding(mesh, PartitionSpec(None, USER_AXIS))
+        return dense.DenseTable(
+            jax.device_put(table.log_table, within_chunks),
+            jax.device_put(table.scaled, within_chunks),
+            jax.device_put(table.row_max, within_chunks),
+            jax.device_put(table.multiplicity, NamedSharding(mesh, PartitionSpec())),
         )
-    else:
-        raise TypeError(
-            f"stats of type {type(stats).__name__} cannot be sharded by user: pass CountStats, LogLikTable "
-            "or a DenseTable (tabulate LabelStats with jaxpref.dense.dense_table first)"
-        )
-    return jax.device_put(padded, rows)
+    raise TypeError(
+        f"stats of type {type(stats).__name__} cannot be sharded by user: pass CountStats, LogLikTable "
+        "or a DenseTable (tabulate LabelStats with jaxpref.dense.dense_table first)"
+    )
+
+
+def _chunks_divisible(table: dense.DenseTable, size: int) -> dense.DenseTable:
+    """The same rows re-chunked so the chunk size is a multiple of ``size`` (padding rows inert)."""
+    num_chunks, chunk_size, num_grid = table.log_table.shape
+    if chunk_size % size == 0:
+        return table
+    new_chunk = -(-chunk_size // size) * size
+    num_rows = num_chunks * chunk_size
+    new_rows = -(-num_rows // new_chunk) * new_chunk
+    shape = (new_rows // new_chunk, new_chunk)
+
+    def rechunk(array: Any, value: float) -> Any:
+        flat = array.reshape(num_rows, *array.shape[2:])
+        return _pad_rows(flat, new_rows, value).reshape(*shape, *array.shape[2:])
+
+    return dense.DenseTable(rechunk(table.log_table, 0.0), rechunk(table.scaled, 1.0), rechunk(table.row_max, 0.0),
+                            _pad_rows(table.multiplicity, new_rows, 0.0))
 
 
 def fit_sharded(

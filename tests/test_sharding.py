@@ -47,7 +47,16 @@ SCRIPT = textwrap.dedent(
                               chunk_size=8),
             em.EMConfig(make_family("npmle", 16), "per_label", tol=1e-12, max_iter=3000),
         ),
+        # chunks of 6 rows do not split over 4 devices: shard_stats re-chunks them (8 rows)
+        "dense_table_rechunked": (
+            dense.dense_table(LogLikTable(jnp.asarray(-rng.gamma(2.0, 3.0, (num_rows, 16))), jnp.ones(num_rows)),
+                              chunk_size=6),
+            em.EMConfig(make_family("npmle", 16), "per_label", tol=1e-12, max_iter=3000),
+        ),
     }
+    sharded_table = shard_stats(cases["dense_table_rechunked"][0], mesh)
+    results["table_devices"] = len(sharded_table.scaled.sharding.device_set)
+    results["table_chunk"] = sharded_table.scaled.shape[1]
     for name, (stats, config) in cases.items():
         start = em.init(config, jnp.asarray([0.8, 0.7]))
         single = accelerate.fit_accelerated(start, stats, config)
@@ -70,7 +79,8 @@ def test_sharded_fit_equals_single_device_fit(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
     assert results["num_devices"] == 4 and results["devices_holding_rows"] == 4
-    for name in ("counts_prior", "dense_table"):
+    assert results["table_devices"] == 4 and results["table_chunk"] == 8
+    for name in ("counts_prior", "dense_table", "dense_table_rechunked"):
         (single_objective, single_weights, single_mu, _), (objective, weights, mu, _) = (
             results[name]["single"], results[name]["sharded"])
         np.testing.assert_allclose(objective, single_objective, rtol=1e-10)
