@@ -433,7 +433,16 @@ def compress_counts(
         # One (k, n) pair per user: a single integer key is much faster than unique rows.
         width = int(num_labels.max()) + 1
         key = num_labels[:, 0].astype(np.int64) * width + num_pref_a[:, 0]
-        unique_keys, row_of_user, multiplicity = np.unique(key, return_inverse=True, return_counts=True)
+        if width * width <= max(1 << 22, key.shape[0]):
+            # Few possible (k, n): count keys directly, O(users) instead of sorting them.
+            key_counts = np.bincount(key, minlength=width * width)
+            unique_keys = np.flatnonzero(key_counts)
+            multiplicity = key_counts[unique_keys]
+            rank = np.zeros(width * width, np.int64)
+            rank[unique_keys] = np.arange(unique_keys.shape[0])
+            row_of_user = rank[key]
+        else:
+            unique_keys, row_of_user, multiplicity = np.unique(key, return_inverse=True, return_counts=True)
         rows = np.stack([unique_keys % width, unique_keys // width], axis=1)
     else:
         rows, row_of_user, multiplicity = np.unique(

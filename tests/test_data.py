@@ -132,6 +132,20 @@ def test_compression_round_trips_every_user():
     assert stats.multiplicity.sum() == 500
 
 
+@pytest.mark.parametrize("max_labels", [30, 5000])  # counted keys / sorted keys
+def test_one_group_compression_rows_are_the_distinct_pairs(max_labels):
+    rng = np.random.default_rng(2)
+    n = rng.integers(1, max_labels, size=(400, 1))
+    k = rng.binomial(n, 0.6)
+    stats, row_of_user = compress_counts(k, n, np.float64)
+    pairs = pd.DataFrame({"k": k[:, 0], "n": n[:, 0]}).value_counts().sort_index(level=["n", "k"])
+    used = stats.multiplicity > 0
+    assert used.sum() == len(pairs)
+    np.testing.assert_array_equal(stats.multiplicity[used], pairs.to_numpy())
+    np.testing.assert_array_equal(stats.num_pref_a[row_of_user], k)
+    np.testing.assert_array_equal(stats.num_labels[row_of_user], n)
+
+
 def test_histogram_counts_matches_exact_compression():
     rng = np.random.default_rng(1)
     n = rng.integers(1, 11, size=300)
