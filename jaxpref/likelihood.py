@@ -124,8 +124,14 @@ def expected_counts(
             multiplicity.
     """
     if isinstance(stats, CountStats):
-        pref_a = weighted_resp.T @ stats.num_pref_a  # (num_grid, num_groups)
-        labels = weighted_resp.T @ stats.num_labels
+        # (num_grid, num_groups) sums over rows. Not ``weighted_resp.T @ counts``: a float32 matrix
+        # product over millions of rows on CPU accumulates sequentially (~1e-2 relative error at
+        # 1e7 rows, which biased mu and stalled SQUAREM); XLA's reductions stay at ~1e-7.
+        def per_group(counts):
+            return jnp.stack([jnp.sum(weighted_resp * counts[:, t, None], axis=0) for t in range(counts.shape[1])],
+                             axis=1)
+
+        pref_a, labels = per_group(stats.num_pref_a), per_group(stats.num_labels)
         eta, mu = eta_grid[:, None], mu[None, :]
         attentive_a = pref_a * attentive_given_label(eta, mu, True)
         attentive_b = (labels - pref_a) * attentive_given_label(eta, mu, False)

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name, stem", [("bench_accelerate", "accelerate"), ("bench_dense", "dense"),
-                                        ("bench_scale", "scale")])
+                                        ("bench_scale", "scale"), ("bench_fit", "fit"),
+                                        ("bench_sharding", "sharding")])
 def test_benchmark_quick_run(tmp_path, name, stem):
     completed = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(tmp_path)],
                                cwd=ROOT, capture_output=True, check=False, text=True, timeout=900)
