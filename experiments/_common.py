@@ -37,6 +37,7 @@ from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
 from jaxpref.families import make_family
 from jaxpref.posterior import user_posterior
 from jaxpref.simulate import EtaDistribution, eta_distribution, simulate_counts
+from jaxpref.study import StudyFits
 
 #: Where the scripts write by default (one folder for the five paper experiments).
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "paper"
@@ -89,18 +90,6 @@ def mu_start(config: em.EMConfig, true_mu: float, dtype=None) -> jax.Array:
     ``dtype=None`` is the default float (float64 inside `main`).
     """
     return jnp.asarray([true_mu if config.mu_mode == "known" else 0.75], dtype or jnp.result_type(float))
-
-
-class ReplicatedFits(NamedTuple):
-    """EM results of many replications, NumPy arrays with a leading replication axis."""
-
-    eta_grid: np.ndarray
-    weights: np.ndarray
-    beta_shape: np.ndarray
-    mu: np.ndarray
-    objective: np.ndarray
-    num_iter: np.ndarray
-    converged: np.ndarray
 
 
 #: Golden-section steps of the profile search over mu: the bracket shrinks to 0.5 * 0.618**25 ~ 3e-6.
@@ -218,7 +207,7 @@ def sample_histograms(
 
 def fit_histograms(
     multiplicity: np.ndarray, labels_per_user: int, config: em.EMConfig, true_mu: float, polish_iter: int = 200
-) -> ReplicatedFits:
+) -> StudyFits:
     """EM on each replication's histogram of k (all n_j = ``labels_per_user``), one vmapped call.
 
     With mu known this is plain EM from the default start. With mu estimated it is the profile
@@ -229,7 +218,7 @@ def fit_histograms(
     multiplicity = jnp.asarray(multiplicity, jnp.result_type(float))
     start = mu_start(config, true_mu, multiplicity.dtype)
     fits = _fit_histograms(multiplicity, labels_per_user, config, start, polish_iter)
-    return ReplicatedFits(*jax.device_get(fits))
+    return StudyFits(*jax.device_get(fits))
 
 
 class ScoredUsers(NamedTuple):

@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxpref.families import FamilySpec, make_family
 from jaxpref.simulate import EtaDistribution, eta_distribution
+from jaxpref.study import StudyFits
 
 TRUE_MU = 0.98
 TOLERANCE = 1e-10
@@ -56,7 +57,7 @@ def settings() -> list[Setting]:
     ]
 
 
-def parameter_vectors(setting: Setting, mu_mode: str, fits: common.ReplicatedFits) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def parameter_vectors(setting: Setting, mu_mode: str, fits: StudyFits) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(estimates (R, P), truth (P,), names)`` of the parameters this setting estimates."""
     truth = setting.truth
     if setting.family.name == "beta":
@@ -77,7 +78,7 @@ def parameter_vectors(setting: Setting, mu_mode: str, fits: common.ReplicatedFit
     return np.concatenate(estimates, axis=1), np.asarray(true_values), names
 
 
-def summarise(setting: Setting, mu_mode: str, fits: common.ReplicatedFits) -> dict:
+def summarise(setting: Setting, mu_mode: str, fits: StudyFits) -> dict:
     estimates, truth, names = parameter_vectors(setting, mu_mode, fits)
     relative = np.linalg.norm(estimates - truth, axis=1) / np.linalg.norm(truth)
     return {

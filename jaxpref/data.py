@@ -432,7 +432,7 @@ def compress_counts(
     if num_groups == 1:
         # One (k, n) pair per user: a single integer key is much faster than unique rows.
         width = int(num_labels.max()) + 1
-        key = num_labels[:, 0].astype(np.int64) * width + num_pref_a[:, 0]
+        key = num_labels[:, 0].astype(np.int64) * width + num_pref_a[:, 0].astype(np.int64)
         if width * width <= max(1 << 22, key.shape[0]):
             # Few possible (k, n): count keys directly, O(users) instead of sorting them.
             key_counts = np.bincount(key, minlength=width * width)

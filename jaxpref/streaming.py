@@ -203,9 +203,8 @@ def stream_counts(
                 pref_a, labels = np.pad(pref_a, pad), np.pad(labels, pad)
             pref_a, labels = _grow(pref_a, int(user_code.max()) + 1), _grow(labels, int(user_code.max()) + 1)
             cell = user_code * num_groups + group_code
-            size = pref_a.shape[0] * num_groups
-            labels += np.bincount(cell, minlength=size).reshape(labels.shape)
-            pref_a += np.bincount(cell[label == 1], minlength=size).reshape(pref_a.shape)
+            _add_counts(labels, cell)
+            _add_counts(pref_a, cell[label == 1])
             num_rows += batch.num_rows
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=batch.num_rows)
@@ -224,6 +223,19 @@ def stream_counts(
         order = np.argsort(group_ids, kind="stable")
         group_ids, pref_a, labels = group_ids[order], pref_a[:, order], labels[:, order]
     return UserCounts(pref_a, labels, user_ids, group_ids)
+
+
+def _add_counts(counts: np.ndarray, cells: np.ndarray) -> None:
+    """Adds one to ``counts.flat[cell]`` for every cell (repeats add up), in place.
+
+    ``np.bincount`` costs O(size of counts) per batch, ``np.add.at`` O(cells): the former wins
+    while the counts are small next to the batch, the latter with millions of users.
+    """
+    flat = counts.reshape(-1)
+    if flat.shape[0] <= 2 * cells.shape[0]:
+        flat += np.bincount(cells, minlength=flat.shape[0])
+    else:
+        np.add.at(flat, cells, 1)
 
 
 def _resolve_columns(dataset: Any, user_column: str, label_column: str, group_column: str | None) -> str:

@@ -48,7 +48,7 @@ class StudyFits(NamedTuple):
         eta_grid: ``(R, G)`` nodes.
         weights: ``(R, G)`` node probabilities.
         beta_shape: ``(R, 2)`` Beta (alpha, beta) (meaningful for the beta family).
-        mu: ``(R,)`` fitted (or known) gap.
+        mu: ``(R, 1)`` fitted (or known) gap (one group).
         objective: ``(R,)`` final objective.
         num_iter: ``(R,)`` iterations run.
         converged: ``(R,)`` whether the tolerance was met.
@@ -80,7 +80,7 @@ def _replicate_fits(key, mu, start_mu, num_replications, num_users, labels_per_u
         num_pref_a, _, _ = simulate_counts(replication_key, num_users, jnp.asarray(labels_per_user), mu, distribution)
         out = fit_accelerated(initial, fixed_n_counts(num_pref_a, labels_per_user), config, method)
         family = out.state.family
-        return (family.eta_grid, jnp.exp(family.log_weights), family.beta_shape, out.state.mu[0], out.objective,
+        return (family.eta_grid, jnp.exp(family.log_weights), family.beta_shape, out.state.mu, out.objective,
                 out.num_iter, out.converged)
 
     return jax.lax.map(one, jax.random.split(key, num_replications), batch_size=batch_size)

@@ -41,7 +41,7 @@ def test_batches_do_not_change_results_and_equal_a_loop_of_single_fits():
             k, n, _ = simulate_counts(replication_key, 800, jnp.asarray(12), jnp.asarray(0.8), TRUTH)
             stats, _ = compress_counts(np.asarray(k)[:, None], np.asarray(n)[:, None], np.float64)
             single = accelerate.fit_accelerated(initial, jax.tree.map(jnp.asarray, stats), CONFIG)
-            assert fits[0].mu[index] == pytest.approx(float(single.state.mu[0]), rel=1e-6)
+            assert fits[0].mu[index, 0] == pytest.approx(float(single.state.mu[0]), rel=1e-6)
             assert fits[0].objective[index] == pytest.approx(float(single.objective), rel=1e-9)
     assert fits[0].converged.all()
 
