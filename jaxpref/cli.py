@@ -243,7 +243,9 @@ def simulate(
 
 @app.command()
 def fit(
-    data: Path = typer.Argument(..., help="labels file (or directory of parquet files) with columns user,label[,p][,group]"),
+    data: Path = typer.Argument(
+        ..., help="labels file (or directory of parquet files) with columns user,label[,p][,group]"
+    ),
     family: str = FamilyOption,
     support: str | None = SupportOption,
     mu: str | None = MuOption,
