@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jaxpref.data import DataError
-from jaxpref.streaming import can_stream, filter_stream, stream_counts
+from jaxpref.streaming import WRITABLE_FORMATS, can_stream, filter_stream, stream_counts
 
 app = typer.Typer(
     name="jaxpref",
@@ -265,8 +265,8 @@ def fit(
 ) -> None:
     """Fit the attentiveness EM and print the estimates.
 
-    Parquet and CSV inputs (a file, or a directory of parquet files) are streamed into per-user
-    counts in batches, so memory grows with users, not labels; per-label p needs the rows.
+    Parquet, CSV and JSONL inputs (a file, or a directory of parquet files) are streamed into
+    per-user counts in batches, so memory grows with users, not labels; per-label p needs the rows.
     """
     with user_errors():
         if users_out is not None:
@@ -314,8 +314,8 @@ def filter_command(
 ) -> None:
     """Fit EM, then keep the labels of the users a rule selects.
 
-    Parquet and CSV inputs written to parquet or CSV are streamed in two passes (counts, then the
-    kept rows), so memory grows with users, not labels.
+    Parquet, CSV and JSONL inputs written to parquet or CSV are streamed in two passes (counts,
+    then the kept rows), so memory grows with users, not labels.
     """
     from jaxpref.posterior import check_rule, filter_labels, select_users
 
@@ -327,7 +327,7 @@ def filter_command(
             user_column, label_column, method,
         )
         columns = {"user_column": user_column, "label_column": label_column, "group_column": group_column}
-        if p_column is None and can_stream(data) and table_format(out) in ("parquet", "csv"):
+        if p_column is None and can_stream(data) and table_format(out) in WRITABLE_FORMATS:
             # Two passes over the file, never holding its rows: counts -> fit -> kept rows.
             result = run_fit(stream_counts(data, **columns), options)
             keep_user = select_users(result.users, rule, threshold=result.threshold if cutoff is None else cutoff,

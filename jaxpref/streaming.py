@@ -1,4 +1,4 @@
-"""Streaming ingestion: per-user label counts from parquet (or CSV) files without loading all rows.
+"""Streaming ingestion: per-user label counts from parquet (or CSV / JSONL) files without loading all rows.
 
 A `pyarrow.dataset` scanner reads record batches and ``np.bincount`` adds each batch's labels
 to per-user (and per-group) counts. User ids are coded batch by batch: non-negative integer ids
@@ -32,7 +32,9 @@ from jaxpref.data import USER_ALIASES, DataError, UserCounts
 __all__ = ["STREAMABLE_SUFFIXES", "can_stream", "stream_counts", "filter_stream"]
 
 #: File suffixes `stream_counts` reads, with their `pyarrow.dataset` format (directories are parquet).
-STREAMABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+STREAMABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "json", ".ndjson": "json"}
+#: Formats `filter_stream` writes.
+WRITABLE_FORMATS = ("parquet", "csv")
 
 #: Integer ids up to this value (or 4x the rows read so far, if larger) are used as row numbers directly.
 DIRECT_ID_LIMIT = 1 << 24
@@ -122,16 +124,16 @@ def _dataset(source: Any):
                 raise DataError(f"data path {str(path)!r} does not exist: check the path")
         formats = {STREAMABLE_SUFFIXES.get(Path(path).suffix.lower(), "parquet") for path in paths}
         if len(formats) > 1:
-            raise DataError("the data paths mix parquet and CSV files: stream one format at a time")
+            raise DataError(f"the data paths mix formats {sorted(formats)}: stream one format at a time")
         return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format=formats.pop())
     raise DataError(
-        f"cannot stream data of type {type(source).__name__}: pass a parquet or CSV file, a directory of "
+        f"cannot stream data of type {type(source).__name__}: pass a parquet, CSV or JSONL file, a directory of "
         "parquet files, a list of paths or a pyarrow.dataset.Dataset"
     )
 
 
 def can_stream(path: Any) -> bool:
-    """Whether `stream_counts` reads ``path``: a parquet or CSV file, or a directory (of parquet files)."""
+    """Whether `stream_counts` reads ``path``: a parquet, CSV or JSONL file, or a directory (of parquet files)."""
     if not isinstance(path, (str, os.PathLike)):
         return False
     return os.path.isdir(path) or Path(path).suffix.lower() in STREAMABLE_SUFFIXES
@@ -154,10 +156,10 @@ def stream_counts(
     batch_size: int = 1 << 20,
     progress: bool = True,
 ) -> UserCounts:
-    """Per-user label counts from parquet or CSV, read in batches.
+    """Per-user label counts from parquet, CSV or JSONL, read in batches.
 
     Args:
-        source: a parquet or CSV file, a directory (or list) of parquet files, or a
+        source: a parquet, CSV or JSONL file, a directory (or list) of parquet files, or a
             `pyarrow.dataset.Dataset`.
         user_column: user id column (``worker`` / ``annotator`` / ``user_id`` accepted when
             ``user`` is absent, as in `jaxpref.data.load_preferences`).
@@ -317,7 +319,7 @@ def filter_stream(
     import pyarrow.parquet as pq
 
     kind = STREAMABLE_SUFFIXES.get(Path(out).suffix.lower())
-    if kind is None:
+    if kind not in WRITABLE_FORMATS:
         raise DataError(f"output {str(out)!r} must be .parquet or .csv to be written in batches")
     dataset = _dataset(source)
     user_column = _resolve_columns(dataset, user_column, label_column, group_column)

@@ -110,11 +110,16 @@ def test_ids_outside_direct_coding_switch_to_hashing(tmp_path, users):
     assert out.pref_a_counts[:, 0].tolist() == [1, 0, 1] and out.label_counts[:, 0].tolist() == [2, 1, 1]
 
 
-def test_csv_streams_like_parquet(tmp_path):
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_text_formats_stream_like_parquet(tmp_path, suffix):
     frame = random_frame(3, 300, "small_int")
-    frame.to_csv(tmp_path / "labels.csv", index=False)
+    path = tmp_path / f"labels{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "labels.parquet")
-    from_csv = stream_counts(tmp_path / "labels.csv", group_column="group", batch_size=50, progress=False)
+    from_text = stream_counts(path, group_column="group", batch_size=50, progress=False)
     from_parquet = stream_counts(tmp_path / "labels.parquet", group_column="group", progress=False)
     for field in ("pref_a_counts", "label_counts", "user_ids", "group_ids"):
-        np.testing.assert_array_equal(getattr(from_csv, field), getattr(from_parquet, field))
+        np.testing.assert_array_equal(getattr(from_text, field), getattr(from_parquet, field))
