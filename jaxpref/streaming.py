@@ -20,7 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,8 @@ def _dataset(source: Any):
         formats = {STREAMABLE_SUFFIXES.get(Path(path).suffix.lower(), "parquet") for path in paths}
         if len(formats) > 1:
             raise DataError(f"the data paths mix formats {sorted(formats)}: stream one format at a time")
-        return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format=formats.pop())
+        with _arrow_errors():
+            return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format=formats.pop())
     raise DataError(
         f"cannot stream data of type {type(source).__name__}: pass a parquet, CSV or JSONL file, a directory of "
         "parquet files, a list of paths or a pyarrow.dataset.Dataset"
@@ -189,7 +192,7 @@ def stream_counts(
     num_rows = 0
     bar = _progress_bar(dataset.count_rows(), "reading labels") if progress else None
     try:
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+        for batch in _batches(dataset, batch_size, columns):
             if batch.num_rows == 0:
                 continue
             label = _checked_labels(batch, columns, label_column, num_rows)
@@ -225,6 +228,24 @@ def stream_counts(
         order = np.argsort(group_ids, kind="stable")
         group_ids, pref_a, labels = group_ids[order], pref_a[:, order], labels[:, order]
     return UserCounts(pref_a, labels, user_ids, group_ids)
+
+
+@contextlib.contextmanager
+def _arrow_errors() -> Iterator[None]:
+    """Arrow's read and parse errors become a one-line `DataError`."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except pa.ArrowException as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"cannot read the data: {first_line}: check the file's format and column types") from None
+
+
+def _batches(dataset: Any, batch_size: int, columns: list[str] | None = None) -> Iterator[Any]:
+    """The dataset's record batches (see `_arrow_errors`)."""
+    with _arrow_errors():
+        yield from dataset.to_batches(columns=columns, batch_size=batch_size)
 
 
 def _add_counts(counts: np.ndarray, cells: np.ndarray) -> None:
@@ -330,7 +351,7 @@ def filter_stream(
     num_written = num_read = 0
     bar = _progress_bar(dataset.count_rows(), "writing kept labels") if progress else None
     try:
-        for batch in dataset.to_batches(batch_size=batch_size):
+        for batch in _batches(dataset, batch_size):
             position = users.of(batch.column(user_column))
             group = None if groups is None else groups.of(batch.column(group_column))
             if (position < 0).any() or (group is not None and (group < 0).any()):

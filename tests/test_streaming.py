@@ -123,3 +123,10 @@ def test_text_formats_stream_like_parquet(tmp_path, suffix):
     from_parquet = stream_counts(tmp_path / "labels.parquet", group_column="group", progress=False)
     for field in ("pref_a_counts", "label_counts", "user_ids", "group_ids"):
         np.testing.assert_array_equal(getattr(from_text, field), getattr(from_parquet, field))
+
+
+def test_unreadable_text_is_a_data_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("user,label\n1,0\n2,1,7\n")  # a row with an extra field
+    with pytest.raises(DataError, match="cannot read the data"):
+        stream_counts(path, progress=False)
