@@ -1,5 +1,7 @@
 """jaxpref's EM against the independent NumPy reference (tests/reference_em.py), in float64."""
 
+import zlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +62,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, options, config, mu, p_column, group_column", CASES, ids=[c[0] for c in CASES])
 def test_steps_match_reference(name, options, config, mu, p_column, group_column):
-    frame = simulated(hash(name) % 1000, **options).frame
+    frame = simulated(zlib.crc32(name.encode()) % 1000, **options).frame  # hash() is salted per process
     out, start = run_core(frame, config, mu, p_column, group_column)
     reference = reference_em(
         users_from_frame(frame, p_column, group_column),
@@ -73,7 +75,11 @@ def test_steps_match_reference(name, options, config, mu, p_column, group_column
         moving_nodes=config.family.moving_nodes,
         num_iter=NUM_STEPS,
     )
-    np.testing.assert_allclose(out.objective_trace, reference["trace"], rtol=1e-10)
+    # The core stops early only at an exact fixed point (tol=1e-300); the reference keeps stepping
+    # and must then stay at the same objective.
+    steps = int(out.num_iter)
+    np.testing.assert_allclose(out.objective_trace[:steps], reference["trace"][:steps], rtol=1e-10)
+    np.testing.assert_allclose(reference["trace"][steps:], reference["trace"][steps - 1], rtol=1e-10)
     np.testing.assert_allclose(out.state.family.eta_grid, reference["eta_grid"], atol=1e-9)
     np.testing.assert_allclose(np.exp(out.state.family.log_weights), reference["weights"], atol=1e-9)
     if config.mu_mode != "per_label":
