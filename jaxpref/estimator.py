@@ -34,7 +34,7 @@ from jaxpref.data import (
     PreferenceData,
     UserCounts,
     check_positive,
-    count_stats,
+    compress_counts,
     label_stats,
     load_preferences,
     user_counts,
@@ -328,8 +328,9 @@ def fit_attentiveness(
 
     with jax.enable_x64(dtype == "float64"):
         float_dtype = np.dtype(DTYPES[dtype])
+        num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
         if data.p is None:
-            stats, row_of_user = count_stats(data, float_dtype)
+            stats, row_of_user = compress_counts(num_pref_a, num_labels, float_dtype)
         else:
             stats, row_of_user = label_stats(data, float_dtype), np.arange(data.num_users)
         stats = jax.tree.map(jnp.asarray, stats)
@@ -354,7 +355,6 @@ def fit_attentiveness(
     loglik = float(best.loglik)
     # One parameter per free coordinate of the observed information (npmle: nodes in use - 1).
     num_params = len(errors)
-    num_pref_a, num_labels = user_counts(data)
     users = pd.DataFrame(
         {
             "user": data.user_ids,

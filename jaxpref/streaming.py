@@ -42,6 +42,15 @@ WRITABLE_FORMATS = ("parquet", "csv")
 DIRECT_ID_LIMIT = 1 << 24
 
 
+def _distinct(values: Any) -> tuple[pd.Index, np.ndarray]:
+    """``(distinct ids, position of each value among them)`` of an Arrow array (dictionary-encoded)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values)
+    return (pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False)),
+            encoded.indices.to_numpy(zero_copy_only=False))
+
+
 class _HashCoder:
     """Codes hashable ids as 0, 1, 2, ... in order of first appearance, batch by batch.
 
@@ -54,10 +63,7 @@ class _HashCoder:
         self.index = seen
 
     def encode(self, values: Any) -> np.ndarray:
-        import pyarrow.compute as pc
-
-        encoded = pc.dictionary_encode(values)
-        batch_ids = pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False))
+        batch_ids, indices = _distinct(values)
         if self.index is None:
             self.index = batch_ids[:0]
         codes = self.index.get_indexer(batch_ids)
@@ -65,7 +71,7 @@ class _HashCoder:
         if new.any():
             codes[new] = len(self.index) + np.arange(int(new.sum()))
             self.index = self.index.append(batch_ids[new])
-        return codes.astype(np.int64)[encoded.indices.to_numpy(zero_copy_only=False)]
+        return codes.astype(np.int64)[indices]
 
     def finish(self) -> tuple[np.ndarray, np.ndarray | None]:
         """``(ids, rows)``: the ids in order of first appearance; their count rows (None: 0, 1, ...)."""
@@ -291,15 +297,13 @@ class _Positions:
 
     def of(self, values: Any) -> np.ndarray:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         if self.table is not None and pa.types.is_integer(values.type):
             ids = np.asarray(values.to_numpy(zero_copy_only=False), np.int64)
             inside = (ids >= 0) & (ids < self.table.shape[0])
             return np.where(inside, self.table[np.where(inside, ids, 0)], -1)
-        encoded = pc.dictionary_encode(values)
-        codes = self.index.get_indexer(pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False)))
-        return codes[encoded.indices.to_numpy(zero_copy_only=False)]
+        distinct_ids, indices = _distinct(values)
+        return self.index.get_indexer(distinct_ids)[indices]
 
 
 def filter_stream(
