@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
 from jaxpref.families import make_family
 from jaxpref.posterior import user_posterior
@@ -111,7 +111,7 @@ def _profile_then_polish(stats: CountStats, config: em.EMConfig, start: em.EMSta
     known = config._replace(mu_mode="known", max_iter=min(config.max_iter, PROFILE_MAX_ITER))
 
     def profile(mu, family):
-        out = em.fit(em.EMState(family, mu[None]), stats, known)
+        out = driver.fit(em.EMState(family, mu[None]), stats, known, method="em")
         return out.loglik + em.log_prior(config, mu[None]), out.state.family
 
     low = jnp.asarray(0.5 + em.MU_MARGIN, start.mu.dtype)
@@ -144,7 +144,7 @@ def _profile_then_polish(stats: CountStats, config: em.EMConfig, start: em.EMSta
     best_left = value_left >= value_right
     mu = jnp.where(best_left, left, right)[None]
     family = jax.tree.map(lambda a, b: jnp.where(best_left, a, b), family_left, family_right)
-    return em.fit(em.EMState(family, mu), stats, config._replace(max_iter=polish_iter))
+    return driver.fit(em.EMState(family, mu), stats, config._replace(max_iter=polish_iter), method="em")
 
 
 def fit_stats(stats: CountStats, config: em.EMConfig, start_mu: jax.Array, polish_iter: int = 200) -> em.FitOutput:
@@ -152,7 +152,7 @@ def fit_stats(stats: CountStats, config: em.EMConfig, start_mu: jax.Array, polis
     start = em.init(config, start_mu)
     if config.estimates_mu:
         return _profile_then_polish(stats, config, start, polish_iter)
-    return em.fit(start, stats, config)
+    return driver.fit(start, stats, config, method="em")
 
 
 _fit_stats_jitted = jax.jit(fit_stats, static_argnames=("config", "polish_iter"))

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, DataError, check_positive, count_stats, load_preferences
 from jaxpref.families import make_family
 
@@ -101,7 +101,7 @@ def profile_from_stats(
     """
 
     def at(mu):
-        best, _ = em.fit_restarts(key, stats, config, mu[None], num_restarts)
+        best, _ = driver.fit_restarts(key, stats, config, mu[None], num_restarts)
         return best.loglik
 
     return jax.vmap(at)(mu_grid)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from reference_em import user_log_lik
 from scipy.special import logsumexp
 
-from jaxpref import accelerate, dense, em
+from jaxpref import dense, driver, em
 from jaxpref.data import CountStats, LabelStats
 from jaxpref.families import make_family
 from jaxpref.likelihood import LogLikTable, marginal_loglik
@@ -105,9 +105,9 @@ def test_float64_fit_matches_the_log_space_path(family):
         stats = LabelStats(jnp.asarray(rows, jnp.int32), jnp.asarray(labels), jnp.asarray(p), jnp.ones(200))
         config = em.EMConfig(spec, "per_label", tol=1e-13, max_iter=3000)
         start = em.init(config, jnp.asarray([0.75]))
-        plain = em.fit(start, stats, config)
-        reference = accelerate.fit_accelerated(start, stats, config)
-        fast = accelerate.fit_accelerated(start, dense.dense_table(stats, start.family.eta_grid, chunk_size=64), config)
+        plain = driver.fit(start, stats, config, method="em")
+        reference = driver.fit(start, stats, config)
+        fast = driver.fit(start, dense.dense_table(stats, start.family.eta_grid, chunk_size=64), config)
         per_user = [np.asarray(marginal_loglik(stats, fit.state.family.eta_grid, fit.state.family.log_weights,
                                                fit.state.mu)[0]) for fit in (reference, fast)]
     # Plain EM may stop short on npmle's flat ridge; the accelerated fits must be at least as good.

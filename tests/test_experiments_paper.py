@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import fixed_n_counts
 from jaxpref.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
@@ -135,7 +135,7 @@ def test_profile_search_reaches_the_plain_em_optimum():
         for mode in ("prior", "free"):
             config = common.mu_config(make_family("two_point", support=(0.1, 0.9)), mode, tol=1e-12, max_iter=20000)
             start = jnp.asarray([0.75])
-            plain = em.fit(em.init(config, start), stats, config)
+            plain = driver.fit(em.init(config, start), stats, config, method="em")
             profiled = common.fit_stats(stats, config, start)
             assert bool(plain.converged)
             assert float(profiled.objective) >= float(plain.objective) - 1e-6
