@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,7 +49,7 @@ from jaxpref.posterior import (
     per_label_attentiveness,
     user_posterior,
 )
-from jaxpref.uncertainty import standard_errors
+from jaxpref.uncertainty import free_parameters, standard_errors
 
 __all__ = ["DTYPES", "IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
 
@@ -140,6 +141,31 @@ class AttentivenessFit:
         group = np.zeros_like(rows) if group_index is None else group_index
         return np.where(label > 0, np.asarray(if_a)[rows, group], np.asarray(if_b)[rows, group])
 
+    def wald_intervals(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals ``estimate +- z se`` of the free parameters, from `standard_errors`.
+
+        The Beta shapes are positive and skewed, so their intervals are taken on the log scale
+        (``exp(log estimate +- z se / estimate)``, by the delta method), where they cover far
+        closer to ``level``; the others are clipped to their range.
+
+        Returns:
+            A table ``name, estimate, se, lower, upper, scale`` (NaN where the SE is NaN).
+        """
+        if not 0.0 < level < 1.0:
+            raise DataError(f"level={level!r} must lie in (0, 1), e.g. 0.95")
+        names, values, _, _ = free_parameters(self.state, self.config)
+        z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+        rows = []
+        for name, value in zip(names, np.asarray(values, np.float64)):
+            se = self.standard_errors[name]
+            if name in ("alpha", "beta"):
+                half = z * se / value
+                rows.append((name, value, se, value * math.exp(-half), value * math.exp(half), "log"))
+            else:
+                low, high = (0.5, 1.0) if name.startswith("mu") else (0.0, 1.0)
+                rows.append((name, value, se, max(low, value - z * se), min(high, value + z * se), "natural"))
+        return pd.DataFrame(rows, columns=["name", "estimate", "se", "lower", "upper", "scale"])
+
     @property
     def labels(self) -> pd.DataFrame:
         """The input rows (every original column) plus ``label_attentive``, ``flip_rate``
@@ -219,6 +245,22 @@ def _warn_not_identified(mode: str, spec: FamilySpec) -> None:
             f"mu='free' with family={spec.name!r} and an estimated support is not identified: only "
             "eta * (mu - 1/2) enters the likelihood, so (eta, mu) and (c eta, 1/2 + (mu - 1/2)/c) fit "
             "equally well. Fix mu, give mu_prior=(8, 2), or fix the support.",
+            IdentifiabilityWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_shape_not_identified(spec: FamilySpec, num_labels: np.ndarray) -> None:
+    """With n labels per user only the first n moments of P_eta are identified: a P_eta with
+    more free parameters than the most labels any user gave is not identified by the data."""
+    most = int(num_labels.sum(axis=1).max())
+    needed = spec.num_shape_parameters
+    if needed is not None and most < needed:
+        warnings.warn(
+            f"family={spec.name!r} has {needed} free parameters but no user gave more than {most} label(s): "
+            f"with n labels per user only the first n moments of P_eta are identified, so its parameters are "
+            "not. Use a family with fewer parameters (point, or two_point with a fixed support), or data with "
+            "more labels per user.",
             IdentifiabilityWarning,
             stacklevel=3,
         )
@@ -348,6 +390,7 @@ def fit_attentiveness(
     with jax.enable_x64(dtype == "float64"):
         float_dtype = np.dtype(DTYPES[dtype])
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
+        _warn_shape_not_identified(spec, num_labels)
         if data.p is None:
             stats, row_of_user = compress_counts(num_pref_a, num_labels, float_dtype)
         else:

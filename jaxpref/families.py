@@ -60,6 +60,13 @@ class FamilySpec(NamedTuple):
     support: tuple[float, float] | None = None
 
     @property
+    def num_shape_parameters(self) -> int | None:
+        """Free parameters of P_eta (None for npmle, which is nonparametric)."""
+        if self.name == "npmle":
+            return None
+        return {"point": 1, "beta": 2}.get(self.name, 1 if self.support is not None else 3)
+
+    @property
     def moving_nodes(self) -> bool:
         """True when node locations are parameters (point, two_point with free support)."""
         return self.name == "point" or (self.name == "two_point" and self.support is None)
