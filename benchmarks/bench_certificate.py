@@ -10,8 +10,9 @@ subprocess, so one run prints both side by side.
 
     python benchmarks/bench_certificate.py [--before-src /path/to/old/checkout] [--out benchmarks/results]
 
-Writes ``certificate.json`` and prints a markdown table: nats short of the reference optimum,
-the certificate and ``converged``, EM iterations, and the warm fit time.
+Writes ``certificate.json`` and prints two markdown tables: per setting, the nats short of the
+reference optimum, the certificate and ``converged``, EM iterations and the warm fit time; and the
+time of a warm ``fit_attentiveness`` at m = 1e6 users (`SCALE_CASES`), the median of 3 calls.
 """
 
 from __future__ import annotations
@@ -81,6 +82,46 @@ def measure(names: list[str]) -> dict:
     return rows
 
 
+#: Time per fit at scale: (name, options, users, labels per user, per-label p).
+SCALE_CASES = [
+    ("two_point, mu prior, counts", {"family": "two_point", "support": (0.1, 0.9)}, 1_000_000, 20, False),
+    ("beta, mu known, counts", {"family": "beta", "mu": 0.8}, 1_000_000, 20, False),
+    ("npmle, mu known, counts", {"family": "npmle", "mu": 0.8}, 1_000_000, 20, False),
+    ("npmle, per-label p (dense table)", {"family": "npmle", "p_column": "p"}, 100_000, 10, True),
+]
+
+
+def measure_scale() -> dict:
+    """Median warm seconds of `fit_attentiveness` on each of `SCALE_CASES` (after one compiling call)."""
+    import pandas as pd
+
+    import jaxpref
+
+    rows = {}
+    for name, options, num_users, labels, per_label in SCALE_CASES:
+        rng = np.random.default_rng(0)
+        eta = rng.choice([0.1, 0.9], num_users, p=[0.6, 0.4])
+        if per_label:
+            users = np.repeat(np.arange(num_users), labels)
+            p = 1.0 / (1.0 + np.exp(-rng.normal(1.2, 0.8, users.size)))
+            label = (rng.uniform(size=users.size) < 0.5 + eta[users] * (p - 0.5)).astype(np.int8)
+            data = pd.DataFrame({"user": users, "label": label, "p": p})
+        else:
+            k = rng.binomial(labels, 0.5 + eta * 0.3)
+            data = jaxpref.load_counts(k, np.full(num_users, labels), np.arange(num_users))
+        seconds = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(4):
+                started = time.perf_counter()
+                fit = jaxpref.fit_attentiveness(data, **options)
+                seconds.append(time.perf_counter() - started)
+        rows[name] = {"warm_s": float(np.median(seconds[1:])), "num_iter": int(fit.num_iter),
+                      "optimality_gap": getattr(fit, "optimality_gap", None), "objective": fit.objective}
+        print(f"  {name}: {rows[name]}", file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before-src", type=Path, help="a checkout whose jaxpref/ is the 'before' code")
@@ -89,16 +130,18 @@ def main() -> None:
     parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_only:
-        print(json.dumps(measure(args.settings)))
+        print(json.dumps({"settings": measure(args.settings), "scale": measure_scale()}))
         return
 
     results = {"settings": {}}
-    before = {}
+    before, before_scale = {}, {}
     if args.before_src:
         env = dict(os.environ, PYTHONPATH=str(args.before_src))
         command = [sys.executable, __file__, "--measure-only", "--settings", *args.settings]
-        before = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
+        measured = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
+        before, before_scale = measured["settings"], measured["scale"]
     after = measure(args.settings)
+    after_scale = measure_scale()
     lines = ["| setting | reference | short before | short after | certificate after | converged before / after "
              "| EM iterations before / after | warm s before / after |", "|---|---|---|---|---|---|---|---|"]
     for name in args.settings:
@@ -110,6 +153,15 @@ def main() -> None:
         pair = lambda key, fmt: (f"{fmt(old[key])} / " if old else "") + fmt(now[key])  # noqa: E731
         lines.append(f"| {name} | {reference:.3f} | {short(old)} | {short(now)} | {now['optimality_gap']:.1e} | "
                      f"{pair('converged', str)} | {pair('num_iter', str)} | {pair('warm_s', lambda v: f'{v:.2f}')} |")
+    lines += ["", "| at scale | warm s before | warm s after | ratio | objective after - before | certificate after |",
+              "|---|---|---|---|---|---|"]
+    for name, now in after_scale.items():
+        old = before_scale.get(name)
+        ratio = f"{now['warm_s'] / old['warm_s']:.2f}" if old else ""
+        gain = f"{now['objective'] - old['objective']:+.4f}" if old else ""
+        lines.append(f"| {name} | {old['warm_s'] if old else float('nan'):.3f} | {now['warm_s']:.3f} | {ratio} | "
+                     f"{gain} | {now['optimality_gap']:.1e} |")
+    results["scale"] = {"after": after_scale, "before": before_scale}
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

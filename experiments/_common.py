@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jaxpref import driver, em
 from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
 from jaxpref.families import make_family
+from jaxpref.options import PAPER_MU_PRIOR
 from jaxpref.posterior import user_posterior
 from jaxpref.simulate import EtaDistribution, eta_distribution, simulate_counts
 from jaxpref.study import StudyFits
@@ -42,8 +43,6 @@ from jaxpref.study import StudyFits
 #: Where the scripts write by default (one folder for the five paper experiments).
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "paper"
 
-#: The paper's "Prior" setting for mu.
-PAPER_MU_PRIOR = (8.0, 2.0)
 
 #: Our reading of the paper's two-point P_eta: casual users at 0.1 (weight 0.6), attentive at 0.9 (0.4).
 TWO_POINT_SUPPORT = (0.1, 0.9)

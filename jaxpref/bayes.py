@@ -44,7 +44,7 @@ import numpyro.distributions as dist
 import pandas as pd
 from jaxtyping import Array
 
-from jaxpref import em
+from jaxpref import em, options
 from jaxpref.data import (
     CountStats,
     DataError,
@@ -55,7 +55,7 @@ from jaxpref.data import (
     load_preferences,
     user_counts,
 )
-from jaxpref.estimator import DTYPES, resolve_mu
+from jaxpref.estimator import resolve_mu
 from jaxpref.families import beta_log_weights, initial_family_params, make_family
 from jaxpref.likelihood import Stats, log_lik_table, marginal_loglik, safe_log
 
@@ -468,8 +468,7 @@ def fit_bayes(
         raise DataError(f"guide={guide!r} must be 'normal' (AutoNormal) or 'delta' (AutoDelta, MAP)")
     if chain_method not in CHAIN_METHODS:
         raise DataError(f"chain_method={chain_method!r} must be one of {', '.join(CHAIN_METHODS)}")
-    if dtype not in DTYPES:
-        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    precision = options.float_dtype(dtype)
     for argument, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains),
                             ("num_steps", num_steps)):
         _check_count(value, argument)
@@ -495,7 +494,7 @@ def fit_bayes(
     config = BayesConfig(em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior), form, float(concentration))
 
     with jax.enable_x64(dtype == "float64"):
-        float_dtype = np.dtype(DTYPES[dtype])
+        float_dtype = precision
         stats, row_of_user = statistics(data, float_dtype)
         mu_known = jnp.asarray(mu_start, float_dtype)
         model_stats = stats

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jaxpref.data import DataError, load_preferences
+from jaxpref.data import load_preferences
+from jaxpref.errors import DataError
 from jaxpref.families import FAMILIES
 
 __all__ = ["METHODS", "compare", "ranking_json"]
@@ -55,7 +56,7 @@ def _bic_table(data, families: list[str], options: dict[str, Any]) -> pd.DataFra
     import jax
 
     from jaxpref.bayes import statistics
-    from jaxpref.estimator import DTYPES, fit_attentiveness
+    from jaxpref.estimator import fit_attentiveness
     from jaxpref.likelihood import marginal_loglik
 
     scores, pointwise, num_params = {}, {}, {}
@@ -63,7 +64,7 @@ def _bic_table(data, families: list[str], options: dict[str, Any]) -> pd.DataFra
     for family in families:
         fit = fit_attentiveness(data, family=family, **_family_options(family, options))
         with jax.enable_x64(fit.dtype == "float64"):
-            stats, row_of_user = statistics(fit.data, np.dtype(DTYPES[fit.dtype]))
+            stats, row_of_user = statistics(fit.data, np.dtype(fit.dtype))
             family_params = fit.state.family
             per_row, _ = marginal_loglik(stats, family_params.eta_grid, family_params.log_weights, fit.state.mu)
         pointwise[family] = np.asarray(per_row, np.float64)[row_of_user]

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
+from jaxpref.errors import DataError
+
 __all__ = [
     "DataError",
     "PreferenceData",
@@ -44,10 +46,6 @@ __all__ = [
 
 #: Column names accepted as aliases when the configured name is absent (crowd-kit style).
 USER_ALIASES = ("user", "worker", "annotator", "user_id")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the column or argument and how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxpref import dense, driver, em
+from jaxpref import dense, driver, em, options
 from jaxpref.accelerate import METHODS
 from jaxpref.data import (
-    DataError,
     PreferenceData,
     UserCounts,
     check_positive,
@@ -41,6 +40,7 @@ from jaxpref.data import (
     user_counts,
     validate_mu,
 )
+from jaxpref.errors import DataError, IdentifiabilityWarning
 from jaxpref.families import FamilyParams, FamilySpec, make_family
 from jaxpref.identifiability import warn_if_flat
 from jaxpref.likelihood import LabelStats
@@ -51,15 +51,7 @@ from jaxpref.posterior import (
 )
 from jaxpref.uncertainty import free_parameters, standard_errors
 
-__all__ = ["DTYPES", "IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
-
-#: The paper's "Prior" setting for mu: Beta(8, 2).
-PAPER_MU_PRIOR = (8.0, 2.0)
-DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
-
-
-class IdentifiabilityWarning(UserWarning):
-    """mu and P_eta are (weakly) unidentified together; see MODEL.md, "Identifiability"."""
+__all__ = ["IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +201,7 @@ def resolve_mu(
     mode = "free" if mu == "free" else ("known" if mu is not None and mu_prior is None else "prior")
     prior = (1.0, 1.0)
     if mode == "prior":
-        prior = PAPER_MU_PRIOR if mu_prior is None else mu_prior
+        prior = options.PAPER_MU_PRIOR if mu_prior is None else mu_prior
         try:
             a, b = (float(v) for v in prior)
         except (TypeError, ValueError):
@@ -277,7 +269,10 @@ def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
 
 def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: PreferenceData | UserCounts) -> dict[str, Any]:
     grid = np.asarray(state.family.eta_grid, np.float64)
-    weights = np.exp(np.asarray(state.family.log_weights, np.float64))
+    log_weights = np.asarray(state.family.log_weights)
+    # A weight the fit set to 0 is stored as log(tiny) (finite, for the E-step): report it as 0.
+    empty = log_weights <= np.log(np.finfo(log_weights.dtype).tiny) + 1.0
+    weights = np.where(empty, 0.0, np.exp(log_weights.astype(np.float64)))
     mu_values = np.asarray(state.mu, np.float64).tolist()
     if mode == "per_label":
         mu = None
@@ -361,8 +356,7 @@ def fit_attentiveness(
     Raises:
         DataError: on bad data or options (the message names the argument and the fix).
     """
-    if dtype not in DTYPES:
-        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    float_dtype = options.float_dtype(dtype)
     if method not in METHODS:
         raise DataError(f"method={method!r} must be one of {', '.join(METHODS)}")
     if not isinstance(num_restarts, int) or num_restarts < 1:
@@ -388,7 +382,6 @@ def fit_attentiveness(
                          gap_tol=float(gap_tol))
 
     with jax.enable_x64(dtype == "float64"):
-        float_dtype = np.dtype(DTYPES[dtype])
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
         _warn_shape_not_identified(spec, num_labels)
         if data.p is None:

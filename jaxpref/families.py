@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from jaxpref.data import DataError
+from jaxpref.errors import DataError
 from jaxpref.likelihood import ExpectedCounts, safe_log
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "to_unconstrained",
     "from_unconstrained",
     "boundary_params",
-    "ascent_direction",
 ]
 
 FAMILIES = ("point", "two_point", "beta", "npmle")
@@ -240,14 +239,6 @@ def _beta_newton(grid: Array, shape: Array, node_totals: Array, num_steps: int =
 
     log_shape, _ = jax.lax.scan(scoring_step, jnp.log(shape), None, length=num_steps)
     return jnp.exp(log_shape)
-
-
-def ascent_direction(gradient: Array, curvature: Array) -> Array:
-    """Newton direction ``curvature^-1 gradient`` for a small symmetric ``curvature`` = -Hessian,
-    with the eigenvalues floored (at 1e-9 of the largest) so the direction always ascends."""
-    eigenvalues, vectors = jnp.linalg.eigh(curvature)
-    floor = 1e-9 * jnp.maximum(jnp.max(jnp.abs(eigenvalues)), 1.0)
-    return vectors @ ((vectors.T @ gradient) / jnp.maximum(eigenvalues, floor))
 
 
 def family_m_step(

@@ -31,8 +31,10 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxpref import driver, em
-from jaxpref.data import CountStats, DataError, check_positive, count_stats, load_preferences
+from jaxpref.data import CountStats, check_positive, count_stats, load_preferences
+from jaxpref.errors import DataError, IdentifiabilityWarning
 from jaxpref.families import make_family
+from jaxpref.options import float_dtype
 
 __all__ = [
     "MuProfile",
@@ -186,10 +188,7 @@ def profile_loglik_mu(
     Returns:
         A `MuProfile`.
     """
-    from jaxpref.estimator import DTYPES
-
-    if dtype not in DTYPES:
-        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    float_dtype(dtype)
     if not 0.0 < float(level) < 1.0:
         raise DataError(f"level={level!r} must lie in (0, 1)")
     if not isinstance(num_restarts, int) or num_restarts < 1:
@@ -216,7 +215,7 @@ def profile_loglik_mu(
         )
     config = em.EMConfig(family=spec, mu_mode="known", tol=float(tol), max_iter=max_iter)
     with jax.enable_x64(dtype == "float64"):
-        stats, _ = count_stats(data, np.dtype(DTYPES[dtype]))
+        stats, _ = count_stats(data, float_dtype(dtype))
         stats = jax.tree.map(jnp.asarray, stats)
         return _profile(stats, config, mu_grid, float(level), seed, num_restarts, prior)
 
@@ -259,8 +258,6 @@ def warn_if_flat(
         IdentifiabilityWarning: `flat_profile` holds (the 95 % likelihood-ratio interval of
             mu spans most of (1/2, 1), or is open at the top).
     """
-    from jaxpref.estimator import IdentifiabilityWarning
-
     if config.mu_mode != "free" or not isinstance(stats, CountStats) or stats.num_pref_a.shape[1] != 1:
         return None
     known = config._replace(mu_mode="known")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from jaxpref.data import DataError
+from jaxpref.errors import DataError
 
 __all__ = ["roc_auc", "precision_recall"]
 

@@ -33,7 +33,7 @@ import numpy as np
 from jaxtyping import Array
 
 from jaxpref import dense, em
-from jaxpref.families import COORDINATE_BOUND, ascent_direction, from_unconstrained, to_unconstrained
+from jaxpref.families import COORDINATE_BOUND, from_unconstrained, to_unconstrained
 from jaxpref.likelihood import Stats, log_lik_table, safe_log
 
 __all__ = ["PolishResult", "polish", "certify", "exact_objective"]
@@ -82,9 +82,20 @@ def exact_objective(state: em.EMState, stats: Stats | dense.DenseTable, config: 
     return em.objective(state, stats, config)
 
 
-def _newton(value: Callable[[Array], Array], start: Array, positive: np.ndarray, barrier: Array,
-            target: Array) -> tuple[Array, Array, Array]:
+Derivatives = Callable[[Array], tuple[Array, Array, Array]]
+
+
+def _autodiff(value: Callable[[Array], Array]) -> Derivatives:
+    """``x -> (value, gradient, -Hessian)`` by JAX autodiff (for a handful of parameters)."""
+    return lambda x: (*jax.value_and_grad(value)(x), -jax.hessian(value)(x))
+
+
+def _newton(value: Callable[[Array], Array], derivatives: Derivatives, start: Array, positive: np.ndarray,
+            barrier: Array, target: Array) -> tuple[Array, Array, Array]:
     """Maximises ``value(x) + barrier * sum(log x[positive])``, shrinking the barrier as it goes.
+
+    ``derivatives(x)`` returns ``(value, gradient, curvature = -Hessian)`` of ``value``; the
+    barrier's own derivatives are added here.
 
     Damped Newton with an eigenvalue-floored Hessian, a fraction-to-the-boundary rule that keeps
     ``x[positive] > 0``, and Armijo backtracking. Without positive coordinates this is plain
@@ -106,14 +117,20 @@ def _newton(value: Callable[[Array], Array], start: Array, positive: np.ndarray,
         logs = jnp.log(jnp.where(mask, x, 1.0))
         return value(x) + weight * jnp.sum(jnp.where(mask, logs, 0.0))
 
+    def penalised_derivatives(x, weight):
+        current, gradient, curvature = derivatives(x)
+        inverse = jnp.where(mask, 1.0 / jnp.where(mask, x, 1.0), 0.0)
+        logs = jnp.where(mask, jnp.log(jnp.where(mask, x, 1.0)), 0.0)
+        return (current + weight * jnp.sum(logs), gradient + weight * inverse,
+                curvature + jnp.diag(weight * inverse**2))
+
     def keep_going(carry):
         _, _, iteration, done, _ = carry
         return (iteration < MAX_NEWTON) & ~done
 
     def body(carry):
         x, weight, iteration, _, _ = carry
-        current, gradient = jax.value_and_grad(penalised)(x, weight)
-        curvature = -jax.hessian(penalised)(x, weight)
+        current, gradient, curvature = penalised_derivatives(x, weight)
         decrement, direction = _decrement(gradient, curvature)
         barrier_gone = weight * num_positive <= 0.01 * target
         certified = barrier_gone & (decrement <= 0.01 * target)
@@ -237,7 +254,8 @@ def polish(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConf
         if start.shape[0] == 0:
             polished, gap, num_newton = state, jnp.zeros((), start.dtype), jnp.zeros((), jnp.int32)
         else:
-            vector, gap, num_newton = _newton(value, start, np.zeros(start.shape[0], bool), 0.0, target)
+            vector, gap, num_newton = _newton(value, _autodiff(value), start, np.zeros(start.shape[0], bool), 0.0,
+                                              target)
             polished = _from_vector(vector, state, config)
     loglik, objective = exact_objective(polished, stats, config)
     return PolishResult(polished, loglik, objective, jnp.where(jnp.isfinite(objective), gap, jnp.inf), num_newton)
@@ -264,6 +282,28 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
         shifted = em.EMState(family._replace(log_weights=jnp.log(weights)), mu)
         return exact_objective(shifted, stats, config)[1] - total * jnp.sum(weights) + total
 
+    def weight_derivatives(weights, mu):
+        # Explicit in the weights: memory of one (rows, nodes) table, where autodiff's Hessian would
+        # hold one per node. With P = exp(L - max_g L) row by row and f = P w:
+        # gradient P^T (m / f) - M, curvature P^T diag(m / f^2) P.
+        log_table = _log_table(stats, state._replace(mu=mu))
+        scaled = jnp.exp(log_table - jnp.max(log_table, axis=1, keepdims=True))
+        fitted = scaled @ weights
+        ratio = stats.multiplicity / jnp.where(stats.multiplicity > 0, fitted, 1.0)
+        return ratio @ scaled - total, (scaled * (ratio / jnp.where(stats.multiplicity > 0, fitted, 1.0))[:, None]).T @ scaled
+
+    def derivatives(x):
+        weights, mu = unpack(x)
+        gradient, curvature = weight_derivatives(weights, mu)
+        if mu_start.shape[0]:
+            # mu's few coordinates by autodiff, and their cross terms with the weights.
+            mu_value = lambda u: value(jnp.concatenate([weights, u]))  # noqa: E731
+            u = x[num_nodes:]
+            cross = -jax.jacfwd(lambda v: weight_derivatives(weights, unpack(jnp.concatenate([weights, v]))[1])[0])(u)
+            gradient = jnp.concatenate([gradient, jax.grad(mu_value)(u)])
+            curvature = jnp.block([[curvature, cross], [cross.T, -jax.hessian(mu_value)(u)]])
+        return value(x), gradient, curvature
+
     weights = jnp.exp(family.log_weights)
     # Start strictly inside, with a barrier weight matching the start's own bound.
     weights = 0.99 * weights + 0.01 / num_nodes
@@ -271,7 +311,7 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
     gap = _kiefer_wolfowitz(_log_table(stats, state), stats.multiplicity, jnp.log(weights))
     barrier = jnp.maximum(gap, target) / num_nodes
     positive = np.arange(num_nodes + mu_start.shape[0]) < num_nodes
-    x, _, num_newton = _newton(value, start, positive, barrier, target)
+    x, _, num_newton = _newton(value, derivatives, start, positive, barrier, target)
     weights, mu = unpack(x)
     weights = weights / jnp.sum(weights)
     # Candidates: the interior-point solution, the same with (numerically) empty nodes dropped,

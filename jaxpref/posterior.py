@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array, Float
 
-from jaxpref.data import DataError
+from jaxpref.errors import DataError
 from jaxpref.likelihood import attentive_given_label
 
 __all__ = [

@@ -25,7 +25,6 @@ def _rows(num_pref_a, num_labels):
 def setting(name):
     """``(frame, fit options, reference Problem)`` of one named setting."""
     rng = np.random.default_rng(sum(map(ord, name)))  # hash() is salted per process
-    p_column = group_column = None
     if name == "beta(0.5, 0.8), mu known":
         k, n = _counts(rng, 40_000, 10, rng.beta(0.5, 0.8, 40_000), 0.8)
         options, problem_args = {"family": "beta", "mu": 0.8}, {"family": "beta", "mu_mode": "known", "mu": 0.8}

@@ -86,11 +86,16 @@ def test_same_optimum_as_plain_em(family, mode, data):
             np.asarray(marginal_loglik(stats, f.state.family.eta_grid, f.state.family.log_weights, f.state.mu)[0])
             for f in (plain, fast)
         ]
-    assert bool(fast.converged)
+    assert bool(fast.converged) and bool(plain.converged)
     assert 3 * int(fast.num_iter) <= int(plain.num_iter) + 30
-    np.testing.assert_allclose(float(fast.objective), float(plain.objective), rtol=1e-6)
+    # Both end certified within gap_tol of the same optimum.
+    assert abs(float(fast.objective) - float(plain.objective)) <= 1e-3
     np.testing.assert_allclose(per_user[1], per_user[0], atol=1e-3)
-    if family in ("two_point_fixed", "beta", "point"):
+    if family == "point":
+        # mu free with a moving node is a ridge: only eta * (mu - 1/2) is identified.
+        identified = [float(f.state.family.eta_grid[0] * (f.state.mu[0] - 0.5)) for f in (plain, fast)]
+        np.testing.assert_allclose(identified[1], identified[0], atol=1e-3)
+    if family in ("two_point_fixed", "beta"):
         np.testing.assert_allclose(np.exp(fast.state.family.log_weights), np.exp(plain.state.family.log_weights),
                                    atol=2e-3)
         np.testing.assert_allclose(fast.state.family.eta_grid, plain.state.family.eta_grid, atol=2e-3)
@@ -142,15 +147,21 @@ def test_coordinates_round_trip(family, mode):
         np.testing.assert_allclose(after, before, rtol=1e-10, atol=1e-12)
 
 
-def test_plain_method_matches_em_fit():
+def test_plain_method_runs_em_steps():
+    """method="em" is the EM map in a loop: its trace and end state equal em.step applied by hand."""
     stats, mu = CountStats(jnp.asarray([[7.0], [3.0]]), jnp.asarray([[10.0], [8.0]]), jnp.asarray([5.0, 4.0])), 0.8
-    config = config_for("beta", "prior", tol=1e-7, max_iter=300)
-    start = em.init(config, jnp.asarray([mu]))
-    reference = driver.fit(start, stats, config, method="em")
-    plain = driver.fit(start, stats, config, method="em")
-    assert int(plain.num_iter) == int(reference.num_iter)
-    for ours, theirs in zip(jax.tree.leaves(plain), jax.tree.leaves(reference)):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    with jax.enable_x64(True):
+        config = config_for("beta", "prior", tol=1e-300, max_iter=6)._replace(polish=False)
+        state = em.init(config, jnp.asarray([mu]))
+        plain = driver.fit(state, stats, config, method="em")
+        objectives = []
+        for _ in range(6):
+            state, info = em.step(state, stats, config)
+            objectives.append(float(info.objective))
+    np.testing.assert_allclose(plain.objective_trace, objectives, rtol=1e-12)
+    for ours, by_hand in zip(jax.tree.leaves(plain.state), jax.tree.leaves(state)):
+        np.testing.assert_allclose(ours, by_hand, rtol=1e-12)
+    assert not bool(plain.converged) and np.isnan(float(plain.optimality_gap))
 
 
 def test_vmap_over_restarts_matches_single_fits():
@@ -173,9 +184,12 @@ def test_dense_table_through_the_accelerated_driver():
         start = em.init(config, jnp.asarray([0.75]))
         reference = driver.fit(start, table, config)
         fast = driver.fit(start, dense.dense_table(table, chunk_size=16), config)
+        per_row = [np.asarray(marginal_loglik(table, f.state.family.eta_grid, f.state.family.log_weights,
+                                              f.state.mu)[0]) for f in (reference, fast)]
+    assert bool(fast.converged) and bool(reference.converged)
     np.testing.assert_allclose(float(fast.objective), float(reference.objective), rtol=1e-10)
-    np.testing.assert_allclose(np.exp(fast.state.family.log_weights), np.exp(reference.state.family.log_weights),
-                               atol=1e-6)
+    # The NPMLE pins down each row's fitted likelihood (the objective is strictly concave in them).
+    np.testing.assert_allclose(per_row[1], per_row[0], atol=1e-6)
 
 
 def test_unknown_method_is_rejected():

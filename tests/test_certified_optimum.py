@@ -33,3 +33,29 @@ def test_all_b_reaches_the_closed_form_map():
     closed_form = len(frame) * np.log(0.5) + 7 * np.log(0.875) + np.log(0.125)
     assert fit.objective == pytest.approx(closed_form, abs=1e-6)
     assert fit.params["mu"] == pytest.approx(0.875, abs=1e-6)
+
+
+def test_a_slow_em_step_is_not_a_certificate():
+    """The issue's example (beta, mu under the Beta(8, 2) prior, m = 5000, n = 15): plain EM stops on
+    its per-user tolerance well short of the optimum; the certificate of that point says so, and the
+    polish closes the gap it reports."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxpref import driver, em, polish
+    from jaxpref.data import compress_counts
+    from jaxpref.families import make_family
+
+    rng = np.random.default_rng(1)
+    k = rng.binomial(15, 0.5 + rng.beta(3, 5, 5000) * 0.4)
+    with jax.enable_x64(True):
+        stats = jax.tree.map(jnp.asarray, compress_counts(k[:, None], np.full((5000, 1), 15), np.float64)[0])
+        config = em.EMConfig(make_family("beta"), "prior", (8.0, 2.0), polish=False)
+        start = em.init(config, jnp.asarray([0.75]))
+        stopped = driver.fit(start, stats, config, method="em")
+        reported_gap = float(polish.certify(stopped.state, stats, config))
+        finished = polish.polish(stopped.state, stats, config)
+    assert not bool(stopped.converged)
+    gained = float(finished.objective - stopped.objective)
+    assert gained > 0.05 and reported_gap > 0.05, (gained, reported_gap)
+    assert float(finished.optimality_gap) <= 1e-3

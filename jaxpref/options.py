@@ -1,0 +1,19 @@
+"""Options shared by every fitting entry point, validated in one place (imports only `jaxpref.errors`)."""
+
+import numpy as np
+
+from jaxpref.errors import DataError
+
+__all__ = ["DTYPES", "PAPER_MU_PRIOR", "float_dtype"]
+
+#: Float precisions a fit can run in.
+DTYPES = ("float32", "float64")
+#: The paper's "Prior" setting for mu: Beta(8, 2).
+PAPER_MU_PRIOR = (8.0, 2.0)
+
+
+def float_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype of a ``dtype`` option; `DataError` unless it is one of `DTYPES`."""
+    if dtype not in DTYPES:
+        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
+    return np.dtype(dtype)
