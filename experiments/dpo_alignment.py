@@ -9,7 +9,7 @@ A toy generation task with a known reward, so that win rates are exact:
 - generators: the reference at temperature ``temperature_a`` (A, better) and ``temperature_b``
   (B, worse); the gap mu = P(A's reward > B's) + P(tie) / 2 is estimated by Monte Carlo.
 - users: eta_j ~ P_eta (``jaxpref.simulate``'s two-point or Beta); each label is attentive with
-  probability eta_j (then it follows the true reward, ties by a coin) or a coin flip (MODEL.md).
+  probability eta_j (then it follows the true reward, ties by a coin) or a coin flip (docs/model.md).
 - jaxpref fits EM with mu known (``AttentivenessEM(family, mu=mu)``); its ``users_`` drive the
   filter (MAP eta >= threshold, the paper's rule) and its ``labels_`` the weights and flip rates,
   handed to DPO through ``jaxpref.dpo.export.preference_frame``.
@@ -292,7 +292,7 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
 
     results = []
     for family_index, family in enumerate(config.families):
-        # Users label the same pairs under each P_eta (MODEL.md): attentive with probability eta_j.
+        # Users label the same pairs under each P_eta (docs/model.md): attentive with probability eta_j.
         family_rng = np.random.default_rng([seed, family_index])
         user = np.repeat(np.arange(config.num_users), config.labels_per_user)
         eta = np.asarray(
@@ -326,7 +326,7 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
     model = AttentivenessEM(family=family, mu=mu, seed=seed).fit(data)
     labels, users = model.labels_, model.users_
     # A user's marginal flip rate (1 - E[eta_j | data]) / 2 does not depend on the label's
-    # direction, unlike the per-label posterior (MODEL.md; ALIGNMENT.md).
+    # direction, unlike the per-label posterior (docs/dpo.md).
     labels = labels.assign(user_flip_rate=(1.0 - labels["eta_mean"]) / 2.0)
     truly_attentive_user = eta >= 0.5
     label_user = labels["user"].to_numpy()
@@ -564,7 +564,11 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
         "after the fixed number of steps; 'early' = at the evaluation step with the best "
         "implicit-reward accuracy on a clean held-out preference set (same rule for every arm)."
     )
-    header = "| arm | pairs | epochs | win (last) | Δ all (last) | win (early) | Δ all (early) | reward |"
+    # Each rule's reward sits beside its own win rate: "last" and "early" are different models.
+    header = (
+        "| arm | pairs | epochs | win (last) | Δ all (last) | reward (last) | win (early) | Δ all (early) "
+        "| reward (early) |"
+    )
     lines = [
         f"# DPO on user labels filtered by attentiveness ({metadata['mode']} mode)",
         "",
@@ -579,15 +583,15 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
             f"eta >= 0.5: {block['user_auc']:.2f}; label AUC of P(z=1|data): {block['label_auc']:.2f})"
         )
         reference = block["reference"]
-        lines += ["", title, "", header, "|---|---|---|---|---|---|---|---|"]
+        lines += ["", title, "", header, "|---|---|---|---|---|---|---|---|---|"]
         lines.append(
-            f"| reference | – | – | {_format(reference['win_rate'])} | – | – | – | "
-            f"{reference['mean_reward']['mean']:.3f} |"
+            f"| reference | – | – | {_format(reference['win_rate'])} | – | "
+            f"{reference['mean_reward']['mean']:.3f} | – | – | – |"
         )
         for arm, entry in block["arms"].items():
             if not entry["seeds_trained"]:
                 lines.append(
-                    f"| {arm} | {entry['num_pairs']:.0f} | – | skipped: fewer pairs than a batch |||||"
+                    f"| {arm} | {entry['num_pairs']:.0f} | – | skipped: fewer pairs than a batch ||||||"
                 )
                 continue
             last, early = entry["final"], entry["early_stopped"]
@@ -597,6 +601,7 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
                 f"{entry['epochs']:.1f}",
                 _format(last["win_rate"]),
                 _signed(last["minus_all_labels"]),
+                f"{last['mean_reward']['mean']:.3f}",
                 _format(early["win_rate"]),
                 _signed(early["minus_all_labels"]),
                 f"{early['mean_reward']['mean']:.3f}",
