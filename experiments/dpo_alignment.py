@@ -64,8 +64,6 @@ from jaxpref.simulate import eta_distribution, sample_eta
 NUM_DIGITS = 10
 START = NUM_DIGITS  # token id of the prompt's start marker
 RESULTS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "dpo")
-# rDPO divides by 1 - 2 eps; flip rates of labels judged surely casual (eps -> 1/2) are capped.
-ROBUST_EPS_CAP = 0.45
 P_ETA = {
     "two_point": eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.5),
     "beta": eta_distribution("beta", alpha=2.0, beta=2.0),
@@ -343,10 +341,6 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
     def kept_by(threshold, statistic="eta_map"):
         return labels[(users[statistic].to_numpy() >= threshold)[label_user]]
 
-    def capped(column):
-        # rDPO divides by 1 - 2 eps, so flip rates near 1/2 are capped.
-        return labels.assign(**{column: np.minimum(labels[column].to_numpy(), ROBUST_EPS_CAP)})
-
     arms = {
         "all_labels": (labels, None, None, "sigmoid"),
         "filter": (kept_by(config.main_threshold), None, None, "sigmoid"),
@@ -354,8 +348,9 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         "soft_user_weights": (labels, "eta_mean", None, "sigmoid"),
         "cdpo_label_flip": (labels, None, "flip_rate", "conservative"),
         "cdpo_user_flip": (labels, None, "user_flip_rate", "conservative"),
-        "rdpo_label_flip": (capped("flip_rate"), None, "flip_rate", "robust"),
-        "rdpo_user_flip": (capped("user_flip_rate"), None, "user_flip_rate", "robust"),
+        # rDPO divides by 1 - 2 eps; the loss caps flip rates at jaxpref.dpo.losses.ROBUST_MAX_EPS.
+        "rdpo_label_flip": (labels, None, "flip_rate", "robust"),
+        "rdpo_user_flip": (labels, None, "user_flip_rate", "robust"),
         "oracle_attentive": (labels[labels["attentive"]], None, None, "sigmoid"),
     }
     # The sweep thresholds the posterior mean: MAP eta takes only the two support points under
