@@ -67,7 +67,13 @@ RESULTS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "re
 P_ETA = {
     "two_point": eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.5),
     "beta": eta_distribution("beta", alpha=2.0, beta=2.0),
+    # Three casual users in four: label noise large enough to matter at the plateau too.
+    "mostly_casual": eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.25),
 }
+# The family jaxpref's EM fits for each P_eta setting.
+EM_FAMILY = {"two_point": "two_point", "beta": "beta", "mostly_casual": "two_point"}
+ATTENTIVE_LABELS = ("argmax", "bradley_terry")
+WIN_TARGET = 0.9  # "steps to reach" this win rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,11 @@ class ExperimentConfig:
     eval_every: int = 25
     num_heldout_pairs: int = 512
     num_eval_prompts: int = 4000
+    # How an attentive user labels: "argmax" follows the true reward exactly; "bradley_terry"
+    # draws the label from P(A > B) = sigmoid((r_A - r_B) / preference_temperature), as a real,
+    # attentive but still noisy, person would.
+    attentive_labels: str = "argmax"
+    preference_temperature: float = 1.0
 
     @classmethod
     def quick(cls) -> ExperimentConfig:
@@ -193,6 +204,12 @@ def attentive_preference(rng, reward_a, reward_b) -> np.ndarray:
     return np.where(reward_a > reward_b, 1, np.where(reward_a < reward_b, 0, coin))
 
 
+def bradley_terry_preference(rng, reward_a, reward_b, temperature: float) -> np.ndarray:
+    """1 with probability sigmoid((r_A - r_B) / temperature): an attentive but noisy labeller."""
+    probability_a = 1.0 / (1.0 + np.exp(-(np.asarray(reward_a) - np.asarray(reward_b)) / temperature))
+    return (rng.uniform(size=probability_a.shape) < probability_a).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- one replication
 
 
@@ -249,13 +266,21 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
     mu_prompts = random_prompts(rng, config.num_mu_pairs)
     mu_a, mu_b = responses_of_both(jax.random.fold_in(data_key, 0), mu_prompts)
     mu_reward_a, mu_reward_b = true_reward(mu_prompts, mu_a), true_reward(mu_prompts, mu_b)
-    mu = float(np.mean((mu_reward_a > mu_reward_b) + 0.5 * (mu_reward_a == mu_reward_b)))
+    # mu is the chance that an attentive label picks A: the model jaxpref fits (docs/model.md).
+    if config.attentive_labels == "bradley_terry":
+        mu = float(np.mean(1.0 / (1.0 + np.exp(-(mu_reward_a - mu_reward_b) / config.preference_temperature))))
+    else:
+        mu = float(np.mean((mu_reward_a > mu_reward_b) + 0.5 * (mu_reward_a == mu_reward_b)))
 
     # The pairs users will label, with their attentive (true-reward) preference.
     num_labels = config.num_users * config.labels_per_user
     prompts = random_prompts(rng, num_labels)
     response_a, response_b = responses_of_both(jax.random.fold_in(data_key, 1), prompts)
-    preference = attentive_preference(rng, true_reward(prompts, response_a), true_reward(prompts, response_b))
+    reward_a, reward_b = true_reward(prompts, response_a), true_reward(prompts, response_b)
+    if config.attentive_labels == "bradley_terry":
+        preference = bradley_terry_preference(rng, reward_a, reward_b, config.preference_temperature)
+    else:
+        preference = attentive_preference(rng, reward_a, reward_b)
 
     # Clean held-out pairs for early stopping; fixed evaluation prompts and reference samples.
     heldout_prompts = random_prompts(rng, config.num_heldout_pairs)
@@ -321,7 +346,7 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
 
 def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate, log) -> dict:
     """jaxpref's EM on the labels, then DPO on every arm."""
-    model = AttentivenessEM(family=family, mu=mu, seed=seed).fit(data)
+    model = AttentivenessEM(family=EM_FAMILY[family], mu=mu, seed=seed).fit(data)
     labels, users = model.labels_, model.users_
     # A user's marginal flip rate (1 - E[eta_j | data]) / 2 does not depend on the label's
     # direction, unlike the per-label posterior (docs/dpo.md).
@@ -422,6 +447,25 @@ MAIN_ARMS = (
 )
 
 
+def curve_metrics(curve: list[dict], reference_win_rate: float) -> dict:
+    """Area under the win-rate curve, steps to reach WIN_TARGET, and the plateau.
+
+    The curve starts at step 0 with the reference's own win rate (the policy is the reference
+    there); the area is the trapezoid mean win rate over [0, last step]; the plateau is the mean
+    of the last two evaluations; steps to the target is the first evaluation step at or above it
+    (NaN when never reached).
+    """
+    steps = np.array([0] + [entry["step"] for entry in curve], dtype=np.float64)
+    wins = np.array([reference_win_rate] + [entry["win_rate"] for entry in curve])
+    reached = np.nonzero(wins[1:] >= WIN_TARGET)[0]
+    area = float(np.sum((wins[1:] + wins[:-1]) / 2 * np.diff(steps)) / steps[-1])
+    return {
+        "auc": area,
+        "plateau": float(wins[-2:].mean()),
+        "steps_to_target": float(steps[1:][reached[0]]) if reached.size else float("nan"),
+    }
+
+
 def summarise(replications: list[dict], config: ExperimentConfig) -> dict:
     """Mean, sd and paired differences against all-labels, per family, arm and stopping rule."""
     summary = {}
@@ -458,6 +502,31 @@ def summarise(replications: list[dict], config: ExperimentConfig) -> dict:
                     "minus_all_labels": _mean_sd(wins - baseline),
                     "step": _mean_sd([r["arms"][arm][rule]["step"] for r in trained]),
                 }
+            if trained:
+                metrics = [curve_metrics(r["arms"][arm]["curve"], r["reference"]["win_rate"]) for r in trained]
+                baseline_metrics = [
+                    curve_metrics(r["arms"]["all_labels"]["curve"], r["reference"]["win_rate"]) for r in trained
+                ]
+                entry["curve"] = {}
+                for name in ("auc", "plateau"):
+                    values = np.array([m[name] for m in metrics])
+                    entry["curve"][name] = _mean_sd(values)
+                    entry["curve"][name + "_minus_all_labels"] = _mean_sd(
+                        values - np.array([m[name] for m in baseline_metrics])
+                    )
+                reach = np.array([m["steps_to_target"] for m in metrics])
+                entry["curve"]["steps_to_target"] = {
+                    "mean_of_reached": float(np.nanmean(reach)) if np.isfinite(reach).any() else None,
+                    "reached": int(np.isfinite(reach).sum()),
+                    "seeds": len(metrics),
+                }
+                entry["curve"]["mean_curve"] = {
+                    "step": [0] + [e["step"] for e in trained[0]["arms"][arm]["curve"]],
+                    "win_rate": np.mean(
+                        [[r["reference"]["win_rate"]] + [e["win_rate"] for e in r["arms"][arm]["curve"]] for r in trained],
+                        axis=0,
+                    ).tolist(),
+                }
             family_summary["arms"][arm] = entry
         summary[family] = family_summary
     return summary
@@ -488,10 +557,21 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
     import matplotlib.pyplot as plt
 
     families = list(summary)
-    figure, axes = plt.subplots(2, len(families), figsize=(6 * len(families), 8), squeeze=False)
+    figure, axes = plt.subplots(3, len(families), figsize=(6 * len(families), 12), squeeze=False)
     for column, family in enumerate(families):
         arms = summary[family]["arms"]
         names = ["reference", *MAIN_ARMS]
+        axis = axes[1, column]
+        for index, arm in enumerate(MAIN_ARMS):
+            if "curve" in arms[arm] and "mean_curve" in arms[arm]["curve"]:
+                mean_curve = arms[arm]["curve"]["mean_curve"]
+                style = "-" if index < 6 else "--"
+                axis.plot(mean_curve["step"], mean_curve["win_rate"], style, marker=".", label=arm)
+        axis.axhline(WIN_TARGET, color="grey", lw=0.8, ls=":")
+        axis.set_xlabel("DPO step")
+        axis.set_ylabel("win rate vs reference, mean over seeds")
+        axis.set_title(f"{family}: win rate against steps")
+        axis.legend(fontsize=6)
         axis = axes[0, column]
         for offset, rule in ((-0.2, "final"), (0.2, "early_stopped")):
             means = [summary[family]["reference"]["win_rate"]["mean"]] + [
@@ -514,8 +594,11 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis.set_ylim(0.0, 1.05)
         axis.set_title(f"P_eta = {family}, mu = {summary[family]['mu']:.2f}")
         axis.legend(fontsize=7)
-        axis = axes[1, column]
+        axis = axes[2, column]
         thresholds = list(config.thresholds)
+        if not thresholds:
+            axis.set_visible(False)
+            continue
         for rule, style in (("final", "-o"), ("early_stopped", "--s")):
             means = [arms[sweep_arm(t)][rule]["win_rate"]["mean"] for t in thresholds]
             errors = [arms[sweep_arm(t)][rule]["win_rate"]["sd"] for t in thresholds]
@@ -542,7 +625,9 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis.set_ylim(0.5, 1.0)
         axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    temporary = f"{path}.tmp{os.getpid()}"
+    figure.savefig(temporary, dpi=120, format="png")
+    os.replace(temporary, path)
     plt.close(figure)
 
 
@@ -551,7 +636,7 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
         f"Device: {metadata['device']}; {len(config.seeds)} seeds; {config.num_users} users x "
         f"{config.labels_per_user} labels; DPO beta {config.beta}, {config.dpo_steps} steps, batch "
         f"{config.batch_size}, lr {config.learning_rate}; {config.num_eval_prompts} evaluation "
-        f"prompts; run time {metadata['seconds']:.0f} s."
+        f"prompts; attentive labels: {config.attentive_labels}; run time {metadata['seconds']:.0f} s."
     )
     legend = (
         "Win rate against the reference under the true reward (ties 1/2): mean ± sd over seeds "
@@ -602,8 +687,35 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
                 f"{early['mean_reward']['mean']:.3f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+        lines += [
+            "",
+            f"Win rate against steps (curves in the PNG): area under the curve (mean win rate over "
+            f"steps 0..{config.dpo_steps}, step 0 = the reference), plateau (mean of the last two "
+            f"evaluations), first evaluation step with win rate >= {WIN_TARGET} (mean over the seeds "
+            "that reach it); Δ = paired difference to DPO on all labels, mean ± sd over seeds.",
+            "",
+            "| arm | AUC | Δ AUC | plateau | Δ plateau | steps to 0.9 (seeds reaching) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for arm, entry in block["arms"].items():
+            if "curve" not in entry:
+                continue
+            curve, reach = entry["curve"], entry["curve"]["steps_to_target"]
+            reached = "–" if reach["mean_of_reached"] is None else f"{reach['mean_of_reached']:.0f}"
+            lines.append(
+                f"| {arm} | {_format(curve['auc'])} | {_signed(curve['auc_minus_all_labels'])} | "
+                f"{_format(curve['plateau'])} | {_signed(curve['plateau_minus_all_labels'])} | "
+                f"{reached} ({reach['reached']}/{reach['seeds']}) |"
+            )
+    _write_atomically(path, "\n".join(lines) + "\n")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: no half-written outputs."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def _format(stats: dict) -> str:
@@ -622,6 +734,16 @@ def main(
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: mode's)")
     parser.add_argument("--output-directory", default=output_directory, help="where results go")
     parser.add_argument("--from-json", help="re-draw the PNG and markdown of a saved run's JSON")
+    parser.add_argument("--steps", type=int, default=None, help="DPO steps per arm (default: mode's)")
+    parser.add_argument(
+        "--families", default=None, help=f"comma-separated P_eta settings among {sorted(P_ETA)} (default: mode's)"
+    )
+    parser.add_argument(
+        "--attentive-labels", choices=ATTENTIVE_LABELS, default=None,
+        help="argmax: attentive labels follow the true reward; bradley_terry: drawn from P(A > B)",
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep arms")
+    parser.add_argument("--tag", default="", help="suffix of the output file names (keeps runs apart)")
     arguments = parser.parse_args(argv)
     output_directory = arguments.output_directory
     if arguments.from_json:
@@ -631,6 +753,18 @@ def main(
         config = ExperimentConfig.quick() if arguments.quick else ExperimentConfig()
     if arguments.seeds is not None:
         config = dataclasses.replace(config, seeds=tuple(range(arguments.seeds)))
+    if arguments.steps is not None:
+        config = dataclasses.replace(config, dpo_steps=arguments.steps)
+    if arguments.families is not None:
+        families = tuple(arguments.families.split(","))
+        unknown = sorted(set(families) - set(P_ETA))
+        if unknown:
+            parser.error(f"--families: unknown {unknown}; choose among {sorted(P_ETA)}")
+        config = dataclasses.replace(config, families=families)
+    if arguments.attentive_labels is not None:
+        config = dataclasses.replace(config, attentive_labels=arguments.attentive_labels)
+    if arguments.no_sweep:
+        config = dataclasses.replace(config, thresholds=())
     from rich.console import Console
     from rich.progress import Progress
 
@@ -654,9 +788,10 @@ def main(
         "config": dataclasses.asdict(config),
     }
     os.makedirs(output_directory, exist_ok=True)
-    path = os.path.join(output_directory, f"dpo_alignment_{mode}.json")
-    with open(path, "w") as handle:
-        json.dump({"metadata": metadata, "summary": summary, "replications": replications}, handle, indent=1)
+    path = os.path.join(output_directory, f"dpo_alignment_{mode}{arguments.tag}.json")
+    _write_atomically(
+        path, json.dumps({"metadata": metadata, "summary": summary, "replications": replications}, indent=1)
+    )
     results = render(path)
     console.print(f"wrote {path[:-5]}.json/.png/.md in {metadata['seconds']:.0f} s")
     return results
@@ -669,8 +804,11 @@ def render(json_path: str) -> dict:
     fields = results["metadata"]["config"]
     config = ExperimentConfig(**{name: tuple(v) if isinstance(v, list) else v for name, v in fields.items()})
     stem = json_path.removesuffix(".json")
-    write_plot(results["summary"], results["replications"], config, stem + ".png")
-    write_markdown(results["summary"], results["metadata"], config, stem + ".md")
+    # Summarised again from the replications, so that runs saved before a summary statistic
+    # existed (e.g. the curve metrics) get it too.
+    summary = summarise(results["replications"], config)
+    write_plot(summary, results["replications"], config, stem + ".png")
+    write_markdown(summary, results["metadata"], config, stem + ".md")
     return results
 
 
