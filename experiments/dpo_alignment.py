@@ -109,6 +109,8 @@ class ExperimentConfig:
     # attentive but still noisy, person would.
     attentive_labels: str = "argmax"
     preference_temperature: float = 1.0
+    # Arms to train (empty: all); the all_labels arm is always trained, it is the baseline.
+    arms: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls) -> ExperimentConfig:
@@ -395,6 +397,8 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         },
         "arms": {},
     }
+    if config.arms:
+        arms = {name: arm for name, arm in arms.items() if name in {"all_labels", *config.arms}}
     for name, (arm_labels, weight, eps, loss_type) in arms.items():
         if len(arm_labels) < config.batch_size:
             # e.g. no user's MAP eta reaches a high threshold under a Beta P_eta
@@ -560,9 +564,10 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
     figure, axes = plt.subplots(3, len(families), figsize=(6 * len(families), 12), squeeze=False)
     for column, family in enumerate(families):
         arms = summary[family]["arms"]
-        names = ["reference", *MAIN_ARMS]
+        shown = [arm for arm in MAIN_ARMS if arm in arms]
+        names = ["reference", *shown]
         axis = axes[1, column]
-        for index, arm in enumerate(MAIN_ARMS):
+        for index, arm in enumerate(shown):
             if "curve" in arms[arm] and "mean_curve" in arms[arm]["curve"]:
                 mean_curve = arms[arm]["curve"]["mean_curve"]
                 style = "-" if index < 6 else "--"
@@ -575,10 +580,10 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis = axes[0, column]
         for offset, rule in ((-0.2, "final"), (0.2, "early_stopped")):
             means = [summary[family]["reference"]["win_rate"]["mean"]] + [
-                arms[a][rule]["win_rate"]["mean"] for a in MAIN_ARMS
+                arms[a][rule]["win_rate"]["mean"] for a in shown
             ]
             errors = [summary[family]["reference"]["win_rate"]["sd"]] + [
-                arms[a][rule]["win_rate"]["sd"] for a in MAIN_ARMS
+                arms[a][rule]["win_rate"]["sd"] for a in shown
             ]
             axis.bar(
                 np.arange(len(names)) + offset,
@@ -743,6 +748,7 @@ def main(
         help="argmax: attentive labels follow the true reward; bradley_terry: drawn from P(A > B)",
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep arms")
+    parser.add_argument("--arms", default=None, help=f"comma-separated subset of {list(MAIN_ARMS)}")
     parser.add_argument("--tag", default="", help="suffix of the output file names (keeps runs apart)")
     arguments = parser.parse_args(argv)
     output_directory = arguments.output_directory
@@ -765,6 +771,12 @@ def main(
         config = dataclasses.replace(config, attentive_labels=arguments.attentive_labels)
     if arguments.no_sweep:
         config = dataclasses.replace(config, thresholds=())
+    if arguments.arms is not None:
+        chosen = tuple(arguments.arms.split(","))
+        unknown = sorted(set(chosen) - set(MAIN_ARMS))
+        if unknown:
+            parser.error(f"--arms: unknown {unknown}; choose among {list(MAIN_ARMS)}")
+        config = dataclasses.replace(config, arms=chosen)
     from rich.console import Console
     from rich.progress import Progress
 

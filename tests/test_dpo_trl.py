@@ -199,6 +199,16 @@ def test_returned_unstarted_with_eval_set_and_callbacks_and_trains(tmp_path):
     assert all(0 < weight < 1 for weight in weights)
 
 
+def test_precomputed_reference_gives_the_same_losses(tmp_path):
+    live = move_policy(make_trainer(tmp_path, "conservative"))
+    cached = make_trainer(tmp_path / "cached", "conservative", precompute_ref_log_probs=True)
+    cached.model.load_state_dict(live.model.state_dict())
+    with torch.no_grad():
+        ours = live.per_example_losses(live.model, first_batch(live))["losses"]
+        theirs = cached.per_example_losses(cached.model, first_batch(cached))["losses"]
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
 def test_robust_flip_rates_of_one_half_stay_finite(tmp_path):
     trainer = make_trainer(tmp_path, "robust", data=to_dataset(make_frame().assign(eps=0.5)), max_steps=2)
     trainer.train()
