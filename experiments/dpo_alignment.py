@@ -696,7 +696,7 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
             "",
             f"Win rate against steps (curves in the PNG): area under the curve (mean win rate over "
             f"steps 0..{config.dpo_steps}, step 0 = the reference), plateau (mean of the last two "
-            f"evaluations), first evaluation step with win rate >= {WIN_TARGET} (mean over the seeds "
+            f"evaluations: a plateau only where the curves have flattened, see the PNG), first evaluation step with win rate >= {WIN_TARGET} (mean over the seeds "
             "that reach it); Δ = paired difference to DPO on all labels, mean ± sd over seeds.",
             "",
             "| arm | AUC | Δ AUC | plateau | Δ plateau | steps to 0.9 (seeds reaching) |",
