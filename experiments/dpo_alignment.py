@@ -8,8 +8,11 @@ A toy generation task with a known reward, so that win rates are exact:
   demonstrations (each digit right with probability ``sft_correct_probability``).
 - generators: the reference at temperature ``temperature_a`` (A, better) and ``temperature_b``
   (B, worse); the gap mu = P(A's reward > B's) + P(tie) / 2 is estimated by Monte Carlo.
-- users: eta_j ~ P_eta (``jaxpref.simulate``'s two-point or Beta); each label is attentive with
-  probability eta_j (then it follows the true reward, ties by a coin) or a coin flip (docs/model.md).
+- users: eta_j ~ P_eta (``jaxpref.simulate``'s two-point, Beta, or a two-point with three casual
+  users in four, ``mostly_casual``); each label is attentive with probability eta_j or a coin flip
+  (docs/model.md). An attentive label follows the true reward (``attentive_labels="argmax"``, ties
+  by a coin) or is drawn from P(A > B) = sigmoid((r_A - r_B) / T) (``"bradley_terry"``: attentive
+  people are noisy too); mu is the chance that an attentive label picks A.
 - jaxpref fits EM with mu known (``AttentivenessEM(family, mu=mu)``); its ``users_`` drive the
   filter (MAP eta >= threshold, the paper's rule) and its ``labels_`` the weights and flip rates,
   handed to DPO through ``jaxpref.dpo.export.preference_frame``.
@@ -20,13 +23,17 @@ data]); cDPO and rDPO with per-label flip rates; DPO on the truly attentive labe
 the reference itself; and a threshold sweep of the filter.
 
 Metrics: win rate against the reference under the true reward (ties 1/2) and mean true reward on
-held-out prompts, evaluated during training; reported at the last step and at the step a small
-clean held-out preference set picks (early stopping on the implicit-reward accuracy, the same
-rule for every arm). Filter precision/recall and AUCs sit beside the win rates.
+held-out prompts, evaluated every ``eval_every`` steps; reported at the last step and at the step a
+small clean held-out preference set picks (early stopping on the implicit-reward accuracy, the
+same rule for every arm), and over the whole curve: area under the win-rate curve, steps to reach
+a win rate of 0.9, and the level of the last two evaluations, each paired to DPO on all labels.
+Filter precision/recall and AUCs sit beside the win rates.
 
 Usage:
-    python experiments/dpo_alignment.py --quick     # a few minutes on 2 CPU cores
+    python experiments/dpo_alignment.py --quick     # about 6 minutes a seed on 2 CPU cores
     python experiments/dpo_alignment.py             # full mode (GPU-ready)
+    python experiments/dpo_alignment.py --quick --steps 600 --families mostly_casual \
+        --attentive-labels bradley_terry --arms filter,soft_label_weights --no-sweep --tag _mine
 """
 
 from __future__ import annotations
