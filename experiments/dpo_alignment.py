@@ -568,7 +568,8 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
     import matplotlib.pyplot as plt
 
     families = list(summary)
-    figure, axes = plt.subplots(3, len(families), figsize=(6 * len(families), 12), squeeze=False)
+    rows = 3 if config.thresholds else 2  # the third row plots the threshold sweep
+    figure, axes = plt.subplots(rows, len(families), figsize=(6 * len(families), 4 * rows), squeeze=False)
     for column, family in enumerate(families):
         arms = summary[family]["arms"]
         shown = [arm for arm in MAIN_ARMS if arm in arms]
@@ -606,11 +607,10 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis.set_ylim(0.0, 1.05)
         axis.set_title(f"P_eta = {family}, mu = {summary[family]['mu']:.2f}")
         axis.legend(fontsize=7)
-        axis = axes[2, column]
         thresholds = list(config.thresholds)
         if not thresholds:
-            axis.set_visible(False)
             continue
+        axis = axes[2, column]
         for rule, style in (("final", "-o"), ("early_stopped", "--s")):
             means = [arms[sweep_arm(t)][rule]["win_rate"]["mean"] for t in thresholds]
             errors = [arms[sweep_arm(t)][rule]["win_rate"]["sd"] for t in thresholds]
