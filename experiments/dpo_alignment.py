@@ -769,21 +769,13 @@ def main(
     if arguments.steps is not None:
         config = dataclasses.replace(config, dpo_steps=arguments.steps)
     if arguments.families is not None:
-        families = tuple(arguments.families.split(","))
-        unknown = sorted(set(families) - set(P_ETA))
-        if unknown:
-            parser.error(f"--families: unknown {unknown}; choose among {sorted(P_ETA)}")
-        config = dataclasses.replace(config, families=families)
+        config = dataclasses.replace(config, families=_listed(parser, "--families", arguments.families, P_ETA))
     if arguments.attentive_labels is not None:
         config = dataclasses.replace(config, attentive_labels=arguments.attentive_labels)
     if arguments.no_sweep:
         config = dataclasses.replace(config, thresholds=())
     if arguments.arms is not None:
-        chosen = tuple(arguments.arms.split(","))
-        unknown = sorted(set(chosen) - set(MAIN_ARMS))
-        if unknown:
-            parser.error(f"--arms: unknown {unknown}; choose among {list(MAIN_ARMS)}")
-        config = dataclasses.replace(config, arms=chosen)
+        config = dataclasses.replace(config, arms=_listed(parser, "--arms", arguments.arms, MAIN_ARMS))
     from rich.console import Console
     from rich.progress import Progress
 
@@ -814,6 +806,15 @@ def main(
     results = render(path)
     console.print(f"wrote {path[:-5]}.json/.png/.md in {metadata['seconds']:.0f} s")
     return results
+
+
+def _listed(parser, flag: str, text: str, allowed) -> tuple[str, ...]:
+    """A comma-separated flag value, each item checked against ``allowed``."""
+    chosen = tuple(text.split(","))
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        parser.error(f"{flag}: unknown {unknown}; choose among {list(allowed)}")
+    return chosen
 
 
 def render(json_path: str) -> dict:
