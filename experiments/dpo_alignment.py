@@ -118,6 +118,8 @@ class ExperimentConfig:
     preference_temperature: float = 1.0
     # Arms to train (empty: all); the all_labels arm is always trained, it is the baseline.
     arms: tuple[str, ...] = ()
+    # Also train these arms through TRL (jaxpref.dpo.trl_trainer, needs jaxpref[hf]) as "trl_<arm>".
+    trl_arms: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls) -> ExperimentConfig:
@@ -353,6 +355,64 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
     return results
 
 
+def train_with_trl(reference, frame: pd.DataFrame, loss_type: str, config: ExperimentConfig, seed: int, evaluate):
+    """The same arm through TRL: the reference as a transformers GPT-2, WeightedDPOTrainer on the
+    token ids, evaluated (back in JAX, same sampling keys) every ``eval_every`` steps."""
+    import tempfile
+
+    import datasets
+    import tokenizers
+    import torch
+    import transformers
+    from trl import DPOConfig
+
+    from jaxpref.dpo.model import load_hf_gpt2, save_hf_gpt2
+    from jaxpref.dpo.trl_trainer import WeightedDPOTrainer
+
+    def as_ids(column):
+        return [np.asarray(value).astype(int).tolist() for value in frame[column]]
+
+    data = datasets.Dataset.from_dict(
+        {
+            "prompt_ids": as_ids("prompt"),
+            "chosen_ids": as_ids("chosen"),
+            "rejected_ids": as_ids("rejected"),
+            "weight": frame["weight"].tolist(),
+            "eps": frame["eps"].tolist(),
+        }
+    )
+    # TRL wants a tokenizer for its pad token only: the data are token ids already.
+    vocabulary = {str(index): index for index in range(NUM_DIGITS + 1)}
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocabulary, unk_token="0"))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="0", eos_token="0")
+    curve = []
+    with tempfile.TemporaryDirectory() as directory:
+        save_hf_gpt2(reference, directory)
+        torch.manual_seed(seed)
+        policy = transformers.GPT2LMHeadModel.from_pretrained(directory)
+
+        class Evaluate(transformers.TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step % config.eval_every == 0 or state.global_step == config.dpo_steps:
+                    policy.save_pretrained(os.path.join(directory, "policy"), safe_serialization=True)
+                    jax_policy = load_hf_gpt2(os.path.join(directory, "policy"))
+                    curve.append(dict(evaluate(state.global_step, jax_policy), step=state.global_step))
+
+        args = DPOConfig(
+            output_dir=os.path.join(directory, "trl"), beta=config.beta, learning_rate=config.learning_rate,
+            warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup", weight_decay=0.0,
+            max_grad_norm=1.0, per_device_train_batch_size=config.batch_size, max_steps=config.dpo_steps,
+            seed=seed, use_cpu=True, bf16=False, report_to="none", save_strategy="no", disable_tqdm=True,
+            logging_steps=config.eval_every, dataloader_drop_last=True,
+        )
+        trainer = WeightedDPOTrainer(
+            policy, args=args, train_dataset=data, processing_class=tokenizer, loss_type=loss_type,
+            callbacks=[Evaluate()],
+        )
+        trainer.train()
+    return curve
+
+
 def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate, log) -> dict:
     """jaxpref's EM on the labels, then DPO on every arm."""
     model = AttentivenessEM(family=EM_FAMILY[family], mu=mu, seed=seed).fit(data)
@@ -427,19 +487,28 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         curve = (
             DPOTrainer(reference, config=train_config).fit(train_key, pairs, eval_hook=evaluate).evaluations
         )
-        best = max(curve, key=lambda entry: (entry["heldout_accuracy"], -entry["step"]))
-        result["arms"][name] = {
-            "num_pairs": pairs.num_pairs,
-            "epochs": config.dpo_steps * config.batch_size / pairs.num_pairs,
-            "final": curve[-1],
-            "early_stopped": best,
-            "curve": curve,
-        }
-        log(
-            f"  {family} seed {seed} {name:<20} pairs {pairs.num_pairs:5d} win last "
-            f"{curve[-1]['win_rate']:.3f} early {best['win_rate']:.3f} (step {best['step']})"
-        )
+        record_arm(result, name, curve, pairs.num_pairs, config, family, seed, log)
+        if name in config.trl_arms:
+            frame = preference_frame(arm_labels, weight=weight, eps=eps)
+            trl_curve = train_with_trl(reference, frame, loss_type, config, seed, evaluate)
+            record_arm(result, f"trl_{name}", trl_curve, pairs.num_pairs, config, family, seed, log)
     return result
+
+
+def record_arm(result, name, curve, num_pairs, config, family, seed, log) -> None:
+    """Store an arm's curve with its last-step and early-stopped evaluations."""
+    best = max(curve, key=lambda entry: (entry["heldout_accuracy"], -entry["step"]))
+    result["arms"][name] = {
+        "num_pairs": num_pairs,
+        "epochs": config.dpo_steps * config.batch_size / num_pairs,
+        "final": curve[-1],
+        "early_stopped": best,
+        "curve": curve,
+    }
+    log(
+        f"  {family} seed {seed} {name:<20} pairs {num_pairs:5d} win last "
+        f"{curve[-1]['win_rate']:.3f} early {best['win_rate']:.3f} (step {best['step']})"
+    )
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -572,7 +641,7 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
     figure, axes = plt.subplots(rows, len(families), figsize=(6 * len(families), 4 * rows), squeeze=False)
     for column, family in enumerate(families):
         arms = summary[family]["arms"]
-        shown = [arm for arm in MAIN_ARMS if arm in arms]
+        shown = [arm for arm in (*MAIN_ARMS, *(f"trl_{a}" for a in MAIN_ARMS)) if arm in arms]
         names = ["reference", *shown]
         axis = axes[1, column]
         for index, arm in enumerate(shown):
@@ -756,6 +825,9 @@ def main(
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep arms")
     parser.add_argument("--arms", default=None, help=f"comma-separated subset of {list(MAIN_ARMS)}")
+    parser.add_argument(
+        "--trl-arms", default=None, help="comma-separated arms also trained through TRL (needs jaxpref[hf])"
+    )
     parser.add_argument("--tag", default="", help="suffix of the output file names (keeps runs apart)")
     arguments = parser.parse_args(argv)
     output_directory = arguments.output_directory
@@ -776,6 +848,10 @@ def main(
         config = dataclasses.replace(config, thresholds=())
     if arguments.arms is not None:
         config = dataclasses.replace(config, arms=_listed(parser, "--arms", arguments.arms, MAIN_ARMS))
+    if arguments.trl_arms is not None:
+        config = dataclasses.replace(
+            config, trl_arms=_listed(parser, "--trl-arms", arguments.trl_arms, MAIN_ARMS)
+        )
     from rich.console import Console
     from rich.progress import Progress
 

@@ -209,6 +209,21 @@ def test_precomputed_reference_gives_the_same_losses(tmp_path):
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
+def test_token_ids_are_used_as_given(tmp_path):
+    import datasets
+
+    data = datasets.Dataset.from_dict(
+        {"prompt_ids": [[3, 4], [5]], "chosen_ids": [[6, 7], [8]], "rejected_ids": [[9], [10, 3]],
+         "weight": [1.0, 0.5], "eps": [0.0, 0.1]}
+    )
+    trainer = make_trainer(tmp_path, "conservative", data=data, per_device_train_batch_size=2)
+    batch = first_batch(trainer)
+    # no EOS appended: the chosen half is prompt + chosen, right-padded with the pad id 0
+    assert batch["input_ids"][:2].tolist() == [[3, 4, 6, 7], [5, 8, 0, 0]]
+    assert batch["completion_mask"][:2].tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
+    assert batch["weight"].tolist() == [1.0, 0.5]
+
+
 def test_robust_flip_rates_of_one_half_stay_finite(tmp_path):
     trainer = make_trainer(tmp_path, "robust", data=to_dataset(make_frame().assign(eps=0.5)), max_steps=2)
     trainer.train()

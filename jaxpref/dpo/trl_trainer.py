@@ -138,7 +138,8 @@ class WeightedDPOTrainer(DPOTrainer):
             here), and ``ld_alpha``, ``use_weighting`` and other f-divergences are not supported.
         train_dataset: preference data with ``prompt``, ``chosen``, ``rejected`` and ``weight``
             and/or ``eps`` columns: ``jaxpref.dpo.to_dataset(frame)`` or the pandas ``frame``
-            from ``jaxpref.dpo.preference_frame`` itself.
+            from ``jaxpref.dpo.preference_frame`` itself; or already tokenised, with
+            ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` lists instead of the strings.
         eval_dataset: the same kind of data (or a dict of them); ``weight``/``eps`` optional.
         loss_type: ``"sigmoid"``, ``"conservative"``, ``"robust"`` or ``"ipo"``.
         **kwargs: any other ``trl.DPOTrainer`` argument (``processing_class``, ``callbacks``,
@@ -200,6 +201,13 @@ class WeightedDPOTrainer(DPOTrainer):
             **kwargs,
         )
         self.data_collator = WeightedPreferenceCollator(self.data_collator)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        # Token ids given directly (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) are used as
+        # they are: no EOS appended, no re-tokenisation (e.g. a toy task whose vocabulary has no EOS).
+        if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
