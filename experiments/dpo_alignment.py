@@ -8,8 +8,11 @@ A toy generation task with a known reward, so that win rates are exact:
   demonstrations (each digit right with probability ``sft_correct_probability``).
 - generators: the reference at temperature ``temperature_a`` (A, better) and ``temperature_b``
   (B, worse); the gap mu = P(A's reward > B's) + P(tie) / 2 is estimated by Monte Carlo.
-- users: eta_j ~ P_eta (``jaxpref.simulate``'s two-point or Beta); each label is attentive with
-  probability eta_j (then it follows the true reward, ties by a coin) or a coin flip (MODEL.md).
+- users: eta_j ~ P_eta (``jaxpref.simulate``'s two-point, Beta, or a two-point with three casual
+  users in four, ``mostly_casual``); each label is attentive with probability eta_j or a coin flip
+  (docs/model.md). An attentive label follows the true reward (``attentive_labels="argmax"``, ties
+  by a coin) or is drawn from P(A > B) = sigmoid((r_A - r_B) / T) (``"bradley_terry"``: attentive
+  people are noisy too); mu is the chance that an attentive label picks A.
 - jaxpref fits EM with mu known (``AttentivenessEM(family, mu=mu)``); its ``users_`` drive the
   filter (MAP eta >= threshold, the paper's rule) and its ``labels_`` the weights and flip rates,
   handed to DPO through ``jaxpref.dpo.export.preference_frame``.
@@ -20,13 +23,17 @@ data]); cDPO and rDPO with per-label flip rates; DPO on the truly attentive labe
 the reference itself; and a threshold sweep of the filter.
 
 Metrics: win rate against the reference under the true reward (ties 1/2) and mean true reward on
-held-out prompts, evaluated during training; reported at the last step and at the step a small
-clean held-out preference set picks (early stopping on the implicit-reward accuracy, the same
-rule for every arm). Filter precision/recall and AUCs sit beside the win rates.
+held-out prompts, evaluated every ``eval_every`` steps; reported at the last step and at the step a
+small clean held-out preference set picks (early stopping on the implicit-reward accuracy, the
+same rule for every arm), and over the whole curve: area under the win-rate curve, steps to reach
+a win rate of 0.9, and the level of the last two evaluations, each paired to DPO on all labels.
+Filter precision/recall and AUCs sit beside the win rates.
 
 Usage:
-    python experiments/dpo_alignment.py --quick     # a few minutes on 2 CPU cores
+    python experiments/dpo_alignment.py --quick     # about 6 minutes a seed on 2 CPU cores
     python experiments/dpo_alignment.py             # full mode (GPU-ready)
+    python experiments/dpo_alignment.py --quick --steps 600 --families mostly_casual \
+        --attentive-labels bradley_terry --arms filter,soft_label_weights --no-sweep --tag _mine
 """
 
 from __future__ import annotations
@@ -64,12 +71,16 @@ from jaxpref.simulate import eta_distribution, sample_eta
 NUM_DIGITS = 10
 START = NUM_DIGITS  # token id of the prompt's start marker
 RESULTS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "dpo")
-# rDPO divides by 1 - 2 eps; flip rates of labels judged surely casual (eps -> 1/2) are capped.
-ROBUST_EPS_CAP = 0.45
 P_ETA = {
     "two_point": eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.5),
     "beta": eta_distribution("beta", alpha=2.0, beta=2.0),
+    # Three casual users in four: label noise large enough to matter at the plateau too.
+    "mostly_casual": eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.25),
 }
+# The family jaxpref's EM fits for each P_eta setting.
+EM_FAMILY = {"two_point": "two_point", "beta": "beta", "mostly_casual": "two_point"}
+ATTENTIVE_LABELS = ("argmax", "bradley_terry")
+WIN_TARGET = 0.9  # "steps to reach" this win rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +111,15 @@ class ExperimentConfig:
     eval_every: int = 25
     num_heldout_pairs: int = 512
     num_eval_prompts: int = 4000
+    # How an attentive user labels: "argmax" follows the true reward exactly; "bradley_terry"
+    # draws the label from P(A > B) = sigmoid((r_A - r_B) / preference_temperature), as a real,
+    # attentive but still noisy, person would.
+    attentive_labels: str = "argmax"
+    preference_temperature: float = 1.0
+    # Arms to train (empty: all); the all_labels arm is always trained, it is the baseline.
+    arms: tuple[str, ...] = ()
+    # Also train these arms through TRL (jaxpref.dpo.trl_trainer, needs jaxpref[hf]) as "trl_<arm>".
+    trl_arms: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls) -> ExperimentConfig:
@@ -195,6 +215,12 @@ def attentive_preference(rng, reward_a, reward_b) -> np.ndarray:
     return np.where(reward_a > reward_b, 1, np.where(reward_a < reward_b, 0, coin))
 
 
+def bradley_terry_preference(rng, reward_a, reward_b, temperature: float) -> np.ndarray:
+    """1 with probability sigmoid((r_A - r_B) / temperature): an attentive but noisy labeller."""
+    probability_a = 1.0 / (1.0 + np.exp(-(np.asarray(reward_a) - np.asarray(reward_b)) / temperature))
+    return (rng.uniform(size=probability_a.shape) < probability_a).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- one replication
 
 
@@ -251,13 +277,21 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
     mu_prompts = random_prompts(rng, config.num_mu_pairs)
     mu_a, mu_b = responses_of_both(jax.random.fold_in(data_key, 0), mu_prompts)
     mu_reward_a, mu_reward_b = true_reward(mu_prompts, mu_a), true_reward(mu_prompts, mu_b)
-    mu = float(np.mean((mu_reward_a > mu_reward_b) + 0.5 * (mu_reward_a == mu_reward_b)))
+    # mu is the chance that an attentive label picks A: the model jaxpref fits (docs/model.md).
+    if config.attentive_labels == "bradley_terry":
+        mu = float(np.mean(1.0 / (1.0 + np.exp(-(mu_reward_a - mu_reward_b) / config.preference_temperature))))
+    else:
+        mu = float(np.mean((mu_reward_a > mu_reward_b) + 0.5 * (mu_reward_a == mu_reward_b)))
 
     # The pairs users will label, with their attentive (true-reward) preference.
     num_labels = config.num_users * config.labels_per_user
     prompts = random_prompts(rng, num_labels)
     response_a, response_b = responses_of_both(jax.random.fold_in(data_key, 1), prompts)
-    preference = attentive_preference(rng, true_reward(prompts, response_a), true_reward(prompts, response_b))
+    reward_a, reward_b = true_reward(prompts, response_a), true_reward(prompts, response_b)
+    if config.attentive_labels == "bradley_terry":
+        preference = bradley_terry_preference(rng, reward_a, reward_b, config.preference_temperature)
+    else:
+        preference = attentive_preference(rng, reward_a, reward_b)
 
     # Clean held-out pairs for early stopping; fixed evaluation prompts and reference samples.
     heldout_prompts = random_prompts(rng, config.num_heldout_pairs)
@@ -292,7 +326,7 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
 
     results = []
     for family_index, family in enumerate(config.families):
-        # Users label the same pairs under each P_eta (MODEL.md): attentive with probability eta_j.
+        # Users label the same pairs under each P_eta (docs/model.md): attentive with probability eta_j.
         family_rng = np.random.default_rng([seed, family_index])
         user = np.repeat(np.arange(config.num_users), config.labels_per_user)
         eta = np.asarray(
@@ -321,12 +355,70 @@ def run_seed(seed: int, config: ExperimentConfig, log) -> list[dict]:
     return results
 
 
+def train_with_trl(reference, frame: pd.DataFrame, loss_type: str, config: ExperimentConfig, seed: int, evaluate):
+    """The same arm through TRL: the reference as a transformers GPT-2, WeightedDPOTrainer on the
+    token ids, evaluated (back in JAX, same sampling keys) every ``eval_every`` steps."""
+    import tempfile
+
+    import datasets
+    import tokenizers
+    import torch
+    import transformers
+    from trl import DPOConfig
+
+    from jaxpref.dpo.model import load_hf_gpt2, save_hf_gpt2
+    from jaxpref.dpo.trl_trainer import WeightedDPOTrainer
+
+    def as_ids(column):
+        return [np.asarray(value).astype(int).tolist() for value in frame[column]]
+
+    data = datasets.Dataset.from_dict(
+        {
+            "prompt_ids": as_ids("prompt"),
+            "chosen_ids": as_ids("chosen"),
+            "rejected_ids": as_ids("rejected"),
+            "weight": frame["weight"].tolist(),
+            "eps": frame["eps"].tolist(),
+        }
+    )
+    # TRL wants a tokenizer for its pad token only: the data are token ids already.
+    vocabulary = {str(index): index for index in range(NUM_DIGITS + 1)}
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocabulary, unk_token="0"))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="0", eos_token="0")
+    curve = []
+    with tempfile.TemporaryDirectory() as directory:
+        save_hf_gpt2(reference, directory)
+        torch.manual_seed(seed)
+        policy = transformers.GPT2LMHeadModel.from_pretrained(directory)
+
+        class Evaluate(transformers.TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step % config.eval_every == 0 or state.global_step == config.dpo_steps:
+                    policy.save_pretrained(os.path.join(directory, "policy"), safe_serialization=True)
+                    jax_policy = load_hf_gpt2(os.path.join(directory, "policy"))
+                    curve.append(dict(evaluate(state.global_step, jax_policy), step=state.global_step))
+
+        args = DPOConfig(
+            output_dir=os.path.join(directory, "trl"), beta=config.beta, learning_rate=config.learning_rate,
+            warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup", weight_decay=0.0,
+            max_grad_norm=1.0, per_device_train_batch_size=config.batch_size, max_steps=config.dpo_steps,
+            seed=seed, use_cpu=True, bf16=False, report_to="none", save_strategy="no", disable_tqdm=True,
+            logging_steps=config.eval_every, dataloader_drop_last=True,
+        )
+        trainer = WeightedDPOTrainer(
+            policy, args=args, train_dataset=data, processing_class=tokenizer, loss_type=loss_type,
+            callbacks=[Evaluate()],
+        )
+        trainer.train()
+    return curve
+
+
 def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate, log) -> dict:
     """jaxpref's EM on the labels, then DPO on every arm."""
-    model = AttentivenessEM(family=family, mu=mu, seed=seed).fit(data)
+    model = AttentivenessEM(family=EM_FAMILY[family], mu=mu, seed=seed).fit(data)
     labels, users = model.labels_, model.users_
     # A user's marginal flip rate (1 - E[eta_j | data]) / 2 does not depend on the label's
-    # direction, unlike the per-label posterior (MODEL.md; ALIGNMENT.md).
+    # direction, unlike the per-label posterior (docs/dpo.md).
     labels = labels.assign(user_flip_rate=(1.0 - labels["eta_mean"]) / 2.0)
     truly_attentive_user = eta >= 0.5
     label_user = labels["user"].to_numpy()
@@ -343,10 +435,6 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
     def kept_by(threshold, statistic="eta_map"):
         return labels[(users[statistic].to_numpy() >= threshold)[label_user]]
 
-    def capped(column):
-        # rDPO divides by 1 - 2 eps, so flip rates near 1/2 are capped.
-        return labels.assign(**{column: np.minimum(labels[column].to_numpy(), ROBUST_EPS_CAP)})
-
     arms = {
         "all_labels": (labels, None, None, "sigmoid"),
         "filter": (kept_by(config.main_threshold), None, None, "sigmoid"),
@@ -354,8 +442,9 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         "soft_user_weights": (labels, "eta_mean", None, "sigmoid"),
         "cdpo_label_flip": (labels, None, "flip_rate", "conservative"),
         "cdpo_user_flip": (labels, None, "user_flip_rate", "conservative"),
-        "rdpo_label_flip": (capped("flip_rate"), None, "flip_rate", "robust"),
-        "rdpo_user_flip": (capped("user_flip_rate"), None, "user_flip_rate", "robust"),
+        # rDPO divides by 1 - 2 eps; the loss caps flip rates at jaxpref.dpo.losses.ROBUST_MAX_EPS.
+        "rdpo_label_flip": (labels, None, "flip_rate", "robust"),
+        "rdpo_user_flip": (labels, None, "user_flip_rate", "robust"),
         "oracle_attentive": (labels[labels["attentive"]], None, None, "sigmoid"),
     }
     # The sweep thresholds the posterior mean: MAP eta takes only the two support points under
@@ -375,6 +464,8 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         },
         "arms": {},
     }
+    if config.arms:
+        arms = {name: arm for name, arm in arms.items() if name in {"all_labels", *config.arms}}
     for name, (arm_labels, weight, eps, loss_type) in arms.items():
         if len(arm_labels) < config.batch_size:
             # e.g. no user's MAP eta reaches a high threshold under a Beta P_eta
@@ -396,19 +487,28 @@ def run_arms(data, eta, mu, family, seed, config, reference, train_key, evaluate
         curve = (
             DPOTrainer(reference, config=train_config).fit(train_key, pairs, eval_hook=evaluate).evaluations
         )
-        best = max(curve, key=lambda entry: (entry["heldout_accuracy"], -entry["step"]))
-        result["arms"][name] = {
-            "num_pairs": pairs.num_pairs,
-            "epochs": config.dpo_steps * config.batch_size / pairs.num_pairs,
-            "final": curve[-1],
-            "early_stopped": best,
-            "curve": curve,
-        }
-        log(
-            f"  {family} seed {seed} {name:<20} pairs {pairs.num_pairs:5d} win last "
-            f"{curve[-1]['win_rate']:.3f} early {best['win_rate']:.3f} (step {best['step']})"
-        )
+        record_arm(result, name, curve, pairs.num_pairs, config, family, seed, log)
+        if name in config.trl_arms:
+            frame = preference_frame(arm_labels, weight=weight, eps=eps)
+            trl_curve = train_with_trl(reference, frame, loss_type, config, seed, evaluate)
+            record_arm(result, f"trl_{name}", trl_curve, pairs.num_pairs, config, family, seed, log)
     return result
+
+
+def record_arm(result, name, curve, num_pairs, config, family, seed, log) -> None:
+    """Store an arm's curve with its last-step and early-stopped evaluations."""
+    best = max(curve, key=lambda entry: (entry["heldout_accuracy"], -entry["step"]))
+    result["arms"][name] = {
+        "num_pairs": num_pairs,
+        "epochs": config.dpo_steps * config.batch_size / num_pairs,
+        "final": curve[-1],
+        "early_stopped": best,
+        "curve": curve,
+    }
+    log(
+        f"  {family} seed {seed} {name:<20} pairs {num_pairs:5d} win last "
+        f"{curve[-1]['win_rate']:.3f} early {best['win_rate']:.3f} (step {best['step']})"
+    )
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -425,6 +525,25 @@ MAIN_ARMS = (
     "rdpo_user_flip",
     "oracle_attentive",
 )
+
+
+def curve_metrics(curve: list[dict], reference_win_rate: float) -> dict:
+    """Area under the win-rate curve, steps to reach WIN_TARGET, and the plateau.
+
+    The curve starts at step 0 with the reference's own win rate (the policy is the reference
+    there); the area is the trapezoid mean win rate over [0, last step]; the plateau is the mean
+    of the last two evaluations; steps to the target is the first evaluation step at or above it
+    (NaN when never reached).
+    """
+    steps = np.array([0] + [entry["step"] for entry in curve], dtype=np.float64)
+    wins = np.array([reference_win_rate] + [entry["win_rate"] for entry in curve])
+    reached = np.nonzero(wins[1:] >= WIN_TARGET)[0]
+    area = float(np.sum((wins[1:] + wins[:-1]) / 2 * np.diff(steps)) / steps[-1])
+    return {
+        "auc": area,
+        "plateau": float(wins[-2:].mean()),
+        "steps_to_target": float(steps[1:][reached[0]]) if reached.size else float("nan"),
+    }
 
 
 def summarise(replications: list[dict], config: ExperimentConfig) -> dict:
@@ -463,6 +582,31 @@ def summarise(replications: list[dict], config: ExperimentConfig) -> dict:
                     "minus_all_labels": _mean_sd(wins - baseline),
                     "step": _mean_sd([r["arms"][arm][rule]["step"] for r in trained]),
                 }
+            if trained:
+                metrics = [curve_metrics(r["arms"][arm]["curve"], r["reference"]["win_rate"]) for r in trained]
+                baseline_metrics = [
+                    curve_metrics(r["arms"]["all_labels"]["curve"], r["reference"]["win_rate"]) for r in trained
+                ]
+                entry["curve"] = {}
+                for name in ("auc", "plateau"):
+                    values = np.array([m[name] for m in metrics])
+                    entry["curve"][name] = _mean_sd(values)
+                    entry["curve"][name + "_minus_all_labels"] = _mean_sd(
+                        values - np.array([m[name] for m in baseline_metrics])
+                    )
+                reach = np.array([m["steps_to_target"] for m in metrics])
+                entry["curve"]["steps_to_target"] = {
+                    "mean_of_reached": float(np.nanmean(reach)) if np.isfinite(reach).any() else None,
+                    "reached": int(np.isfinite(reach).sum()),
+                    "seeds": len(metrics),
+                }
+                entry["curve"]["mean_curve"] = {
+                    "step": [0] + [e["step"] for e in trained[0]["arms"][arm]["curve"]],
+                    "win_rate": np.mean(
+                        [[r["reference"]["win_rate"]] + [e["win_rate"] for e in r["arms"][arm]["curve"]] for r in trained],
+                        axis=0,
+                    ).tolist(),
+                }
             family_summary["arms"][arm] = entry
         summary[family] = family_summary
     return summary
@@ -493,17 +637,30 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
     import matplotlib.pyplot as plt
 
     families = list(summary)
-    figure, axes = plt.subplots(2, len(families), figsize=(6 * len(families), 8), squeeze=False)
+    rows = 3 if config.thresholds else 2  # the third row plots the threshold sweep
+    figure, axes = plt.subplots(rows, len(families), figsize=(6 * len(families), 4 * rows), squeeze=False)
     for column, family in enumerate(families):
         arms = summary[family]["arms"]
-        names = ["reference", *MAIN_ARMS]
+        shown = [arm for arm in (*MAIN_ARMS, *(f"trl_{a}" for a in MAIN_ARMS)) if arm in arms]
+        names = ["reference", *shown]
+        axis = axes[1, column]
+        for index, arm in enumerate(shown):
+            if "curve" in arms[arm] and "mean_curve" in arms[arm]["curve"]:
+                mean_curve = arms[arm]["curve"]["mean_curve"]
+                style = "-" if index < 6 else "--"
+                axis.plot(mean_curve["step"], mean_curve["win_rate"], style, marker=".", label=arm)
+        axis.axhline(WIN_TARGET, color="grey", lw=0.8, ls=":")
+        axis.set_xlabel("DPO step")
+        axis.set_ylabel("win rate vs reference, mean over seeds")
+        axis.set_title(f"{family}: win rate against steps")
+        axis.legend(fontsize=6)
         axis = axes[0, column]
         for offset, rule in ((-0.2, "final"), (0.2, "early_stopped")):
             means = [summary[family]["reference"]["win_rate"]["mean"]] + [
-                arms[a][rule]["win_rate"]["mean"] for a in MAIN_ARMS
+                arms[a][rule]["win_rate"]["mean"] for a in shown
             ]
             errors = [summary[family]["reference"]["win_rate"]["sd"]] + [
-                arms[a][rule]["win_rate"]["sd"] for a in MAIN_ARMS
+                arms[a][rule]["win_rate"]["sd"] for a in shown
             ]
             axis.bar(
                 np.arange(len(names)) + offset,
@@ -519,8 +676,10 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis.set_ylim(0.0, 1.05)
         axis.set_title(f"P_eta = {family}, mu = {summary[family]['mu']:.2f}")
         axis.legend(fontsize=7)
-        axis = axes[1, column]
         thresholds = list(config.thresholds)
+        if not thresholds:
+            continue
+        axis = axes[2, column]
         for rule, style in (("final", "-o"), ("early_stopped", "--s")):
             means = [arms[sweep_arm(t)][rule]["win_rate"]["mean"] for t in thresholds]
             errors = [arms[sweep_arm(t)][rule]["win_rate"]["sd"] for t in thresholds]
@@ -547,7 +706,9 @@ def write_plot(summary: dict, replications: list[dict], config: ExperimentConfig
         axis.set_ylim(0.5, 1.0)
         axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    temporary = f"{path}.tmp{os.getpid()}"
+    figure.savefig(temporary, dpi=120, format="png")
+    os.replace(temporary, path)
     plt.close(figure)
 
 
@@ -556,7 +717,7 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
         f"Device: {metadata['device']}; {len(config.seeds)} seeds; {config.num_users} users x "
         f"{config.labels_per_user} labels; DPO beta {config.beta}, {config.dpo_steps} steps, batch "
         f"{config.batch_size}, lr {config.learning_rate}; {config.num_eval_prompts} evaluation "
-        f"prompts; run time {metadata['seconds']:.0f} s."
+        f"prompts; attentive labels: {config.attentive_labels}; run time {metadata['seconds']:.0f} s."
     )
     legend = (
         "Win rate against the reference under the true reward (ties 1/2): mean ± sd over seeds "
@@ -564,7 +725,11 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
         "after the fixed number of steps; 'early' = at the evaluation step with the best "
         "implicit-reward accuracy on a clean held-out preference set (same rule for every arm)."
     )
-    header = "| arm | pairs | epochs | win (last) | Δ all (last) | win (early) | Δ all (early) | reward |"
+    # Each rule's reward sits beside its own win rate: "last" and "early" are different models.
+    header = (
+        "| arm | pairs | epochs | win (last) | Δ all (last) | reward (last) | win (early) | Δ all (early) "
+        "| reward (early) |"
+    )
     lines = [
         f"# DPO on user labels filtered by attentiveness ({metadata['mode']} mode)",
         "",
@@ -579,15 +744,15 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
             f"eta >= 0.5: {block['user_auc']:.2f}; label AUC of P(z=1|data): {block['label_auc']:.2f})"
         )
         reference = block["reference"]
-        lines += ["", title, "", header, "|---|---|---|---|---|---|---|---|"]
+        lines += ["", title, "", header, "|---|---|---|---|---|---|---|---|---|"]
         lines.append(
-            f"| reference | – | – | {_format(reference['win_rate'])} | – | – | – | "
-            f"{reference['mean_reward']['mean']:.3f} |"
+            f"| reference | – | – | {_format(reference['win_rate'])} | – | "
+            f"{reference['mean_reward']['mean']:.3f} | – | – | – |"
         )
         for arm, entry in block["arms"].items():
             if not entry["seeds_trained"]:
                 lines.append(
-                    f"| {arm} | {entry['num_pairs']:.0f} | – | skipped: fewer pairs than a batch |||||"
+                    f"| {arm} | {entry['num_pairs']:.0f} | – | skipped: fewer pairs than a batch ||||||"
                 )
                 continue
             last, early = entry["final"], entry["early_stopped"]
@@ -597,13 +762,41 @@ def write_markdown(summary: dict, metadata: dict, config: ExperimentConfig, path
                 f"{entry['epochs']:.1f}",
                 _format(last["win_rate"]),
                 _signed(last["minus_all_labels"]),
+                f"{last['mean_reward']['mean']:.3f}",
                 _format(early["win_rate"]),
                 _signed(early["minus_all_labels"]),
                 f"{early['mean_reward']['mean']:.3f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+        lines += [
+            "",
+            f"Win rate against steps (curves in the PNG): area under the curve (mean win rate over "
+            f"steps 0..{config.dpo_steps}, step 0 = the reference), plateau (mean of the last two "
+            f"evaluations: a plateau only where the curves have flattened, see the PNG), first evaluation step with win rate >= {WIN_TARGET} (mean over the seeds "
+            "that reach it); Δ = paired difference to DPO on all labels, mean ± sd over seeds.",
+            "",
+            "| arm | AUC | Δ AUC | plateau | Δ plateau | steps to 0.9 (seeds reaching) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for arm, entry in block["arms"].items():
+            if "curve" not in entry:
+                continue
+            curve, reach = entry["curve"], entry["curve"]["steps_to_target"]
+            reached = "–" if reach["mean_of_reached"] is None else f"{reach['mean_of_reached']:.0f}"
+            lines.append(
+                f"| {arm} | {_format(curve['auc'])} | {_signed(curve['auc_minus_all_labels'])} | "
+                f"{_format(curve['plateau'])} | {_signed(curve['plateau_minus_all_labels'])} | "
+                f"{reached} ({reach['reached']}/{reach['seeds']}) |"
+            )
+    _write_atomically(path, "\n".join(lines) + "\n")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: no half-written outputs."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def _format(stats: dict) -> str:
@@ -622,6 +815,20 @@ def main(
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: mode's)")
     parser.add_argument("--output-directory", default=output_directory, help="where results go")
     parser.add_argument("--from-json", help="re-draw the PNG and markdown of a saved run's JSON")
+    parser.add_argument("--steps", type=int, default=None, help="DPO steps per arm (default: mode's)")
+    parser.add_argument(
+        "--families", default=None, help=f"comma-separated P_eta settings among {sorted(P_ETA)} (default: mode's)"
+    )
+    parser.add_argument(
+        "--attentive-labels", choices=ATTENTIVE_LABELS, default=None,
+        help="argmax: attentive labels follow the true reward; bradley_terry: drawn from P(A > B)",
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep arms")
+    parser.add_argument("--arms", default=None, help=f"comma-separated subset of {list(MAIN_ARMS)}")
+    parser.add_argument(
+        "--trl-arms", default=None, help="comma-separated arms also trained through TRL (needs jaxpref[hf])"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the output file names (keeps runs apart)")
     arguments = parser.parse_args(argv)
     output_directory = arguments.output_directory
     if arguments.from_json:
@@ -631,6 +838,20 @@ def main(
         config = ExperimentConfig.quick() if arguments.quick else ExperimentConfig()
     if arguments.seeds is not None:
         config = dataclasses.replace(config, seeds=tuple(range(arguments.seeds)))
+    if arguments.steps is not None:
+        config = dataclasses.replace(config, dpo_steps=arguments.steps)
+    if arguments.families is not None:
+        config = dataclasses.replace(config, families=_listed(parser, "--families", arguments.families, P_ETA))
+    if arguments.attentive_labels is not None:
+        config = dataclasses.replace(config, attentive_labels=arguments.attentive_labels)
+    if arguments.no_sweep:
+        config = dataclasses.replace(config, thresholds=())
+    if arguments.arms is not None:
+        config = dataclasses.replace(config, arms=_listed(parser, "--arms", arguments.arms, MAIN_ARMS))
+    if arguments.trl_arms is not None:
+        config = dataclasses.replace(
+            config, trl_arms=_listed(parser, "--trl-arms", arguments.trl_arms, MAIN_ARMS)
+        )
     from rich.console import Console
     from rich.progress import Progress
 
@@ -654,12 +875,22 @@ def main(
         "config": dataclasses.asdict(config),
     }
     os.makedirs(output_directory, exist_ok=True)
-    path = os.path.join(output_directory, f"dpo_alignment_{mode}.json")
-    with open(path, "w") as handle:
-        json.dump({"metadata": metadata, "summary": summary, "replications": replications}, handle, indent=1)
+    path = os.path.join(output_directory, f"dpo_alignment_{mode}{arguments.tag}.json")
+    _write_atomically(
+        path, json.dumps({"metadata": metadata, "summary": summary, "replications": replications}, indent=1)
+    )
     results = render(path)
     console.print(f"wrote {path[:-5]}.json/.png/.md in {metadata['seconds']:.0f} s")
     return results
+
+
+def _listed(parser, flag: str, text: str, allowed) -> tuple[str, ...]:
+    """A comma-separated flag value, each item checked against ``allowed``."""
+    chosen = tuple(text.split(","))
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        parser.error(f"{flag}: unknown {unknown}; choose among {list(allowed)}")
+    return chosen
 
 
 def render(json_path: str) -> dict:
@@ -669,8 +900,11 @@ def render(json_path: str) -> dict:
     fields = results["metadata"]["config"]
     config = ExperimentConfig(**{name: tuple(v) if isinstance(v, list) else v for name, v in fields.items()})
     stem = json_path.removesuffix(".json")
-    write_plot(results["summary"], results["replications"], config, stem + ".png")
-    write_markdown(results["summary"], results["metadata"], config, stem + ".md")
+    # Summarised again from the replications, so that runs saved before a summary statistic
+    # existed (e.g. the curve metrics) get it too.
+    summary = summarise(results["replications"], config)
+    write_plot(summary, results["replications"], config, stem + ".png")
+    write_markdown(summary, results["metadata"], config, stem + ".md")
     return results
 
 

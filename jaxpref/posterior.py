@@ -4,8 +4,11 @@ Given the posterior over grid nodes of each user, ``r[j, g] = P(eta_j = eta_g | 
 
 - ``eta_mean = sum_g r eta_g``, ``eta_map = eta_{argmax_g r}``, ``eta_sd``,
   ``prob_attentive = P(eta_j >= threshold | data)``;
-- per label, ``P(z_i = 1 | y_i, data) = sum_g r[j, g] P(z = 1 | y_i, eta_g)`` (MODEL.md),
-  its flip rate ``(1 - P(z_i = 1 | ...)) / 2`` for conservative / robust DPO.
+- per label, ``P(z_i = 1 | y_i, data) = sum_g r[j, g] P(z = 1 | y_i, eta_g)`` (``docs/model.md``),
+  a weight for weighted DPO, and its flip rate ``(1 - P(z_i = 1 | ...)) / 2`` for conservative DPO.
+  Not for robust DPO: this flip rate depends on the label's direction, which rDPO turns into a
+  pull towards the worse response; give rDPO the per-user rate ``(1 - eta_mean) / 2`` if any
+  (``docs/dpo.md``).
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ def filter_labels(
         rule, level, fraction: see `select_users`.
         threshold: cut-off for ``eta_map`` / ``eta_mean``; defaults to the fit's threshold.
         weights: also add the per-label ``label_attentive``, ``flip_rate`` and ``eta_mean``
-            columns (for weighted or noise-aware DPO).
+            columns (weights for weighted DPO, flip rates for conservative DPO; see ``docs/dpo.md``).
 
     Example:
         >>> kept = filter_labels(model, rule="eta_map", threshold=0.5)  # doctest: +SKIP

@@ -56,6 +56,23 @@ def test_mean_sd_interval(experiment):
     assert stats["ci95"] == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)  # t_{0.975, 2} = 4.3027
 
 
+def test_curve_metrics_by_hand(experiment):
+    curve = [{"step": 10, "win_rate": 0.7}, {"step": 20, "win_rate": 0.9}, {"step": 30, "win_rate": 0.95}]
+    metrics = experiment.curve_metrics(curve, reference_win_rate=0.5)
+    # trapezoids over [0, 30]: (0.5 + 0.7) / 2 + (0.7 + 0.9) / 2 + (0.9 + 0.95) / 2, each 10 steps wide
+    assert metrics["auc"] == pytest.approx((0.6 + 0.8 + 0.925) / 3)
+    assert metrics["plateau"] == pytest.approx(0.925) and metrics["steps_to_target"] == 20
+    assert np.isnan(experiment.curve_metrics(curve[:1], 0.5)["steps_to_target"])
+
+
+def test_bradley_terry_labels_follow_the_preference_probability(experiment):
+    rng = np.random.default_rng(2)
+    reward_a, reward_b = np.full(20000, 3), np.full(20000, 2)
+    labels = experiment.bradley_terry_preference(rng, reward_a, reward_b, temperature=1.0)
+    assert labels.mean() == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.01)  # sigmoid(1) = 0.731
+    assert experiment.bradley_terry_preference(rng, reward_b, reward_b, 1.0).mean() == pytest.approx(0.5, abs=0.2)
+
+
 @pytest.mark.slow  # several minutes on 2 CPU cores
 def test_quick_mode_end_to_end(experiment, tmp_path):
     experiment.main(["--quick", "--seeds", "1"], output_directory=str(tmp_path))

@@ -127,6 +127,24 @@ def test_zero_eps_equals_sigmoid(loss_type):
     np.testing.assert_allclose(noisy_metrics, clean_metrics, rtol=1e-6)
 
 
+@pytest.mark.parametrize("eps", [0.45, 0.49, 0.5, [0.0, 0.5, 0.5, 0.3]])
+def test_robust_loss_is_finite_up_to_one_half(eps):
+    # eps = 1/2 made 0 / 0 before the cap; jaxpref's own flip_rate reaches 1/2.
+    logits = jnp.asarray([0.0, 1.0, -2.0, 30.0])
+    eps = jnp.broadcast_to(jnp.asarray(eps, jnp.float32), logits.shape)
+
+    def mean_loss(values):
+        return dpo_loss(values, jnp.zeros(4), jnp.zeros(4), jnp.zeros(4), beta=0.5, loss_type="robust", eps=eps)[0]
+
+    value, gradient = jax.value_and_grad(mean_loss)(logits)
+    assert np.isfinite(float(value)) and np.isfinite(np.asarray(gradient)).all()
+    # Above the cap the loss is the capped one: numerically, eps = 0.45 in a float64 reference.
+    capped = np.minimum(np.asarray(eps, np.float64), 0.45)
+    h = 0.5 * np.asarray(logits, np.float64)
+    expected = ((1 - capped) * np.logaddexp(0, -h) - capped * np.logaddexp(0, h)) / (1 - 2 * capped)
+    np.testing.assert_allclose(float(value), expected.mean(), rtol=1e-5, atol=1e-6)
+
+
 def test_conservative_at_one_half_is_symmetric():
     logits = jnp.linspace(-3, 3, 7)
     half = conservative_loss(logits, 0.7, 0.5)
@@ -219,7 +237,7 @@ def test_jit_and_tracing_are_supported():
         ({"loss_type": "hinge"}, "loss_type"),
         ({"beta": 0.0}, "beta"),
         ({"beta": -1.0}, "beta"),
-        ({"loss_type": "robust", "eps": 0.5}, "eps"),
+        ({"loss_type": "robust", "eps": 0.6}, "eps"),
         ({"loss_type": "conservative", "eps": 1.5}, "eps"),
         ({"loss_type": "conservative", "eps": np.full(2, 0.1)}, "eps"),
         ({"loss_type": "sigmoid", "eps": 0.1}, "eps"),

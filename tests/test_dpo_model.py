@@ -62,6 +62,42 @@ def test_logit_parity_with_transformers(torch_checkpoint):
     )
 
 
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"scale_attn_weights": False},
+        {"scale_attn_by_inverse_layer_idx": True},
+        {"scale_attn_weights": False, "scale_attn_by_inverse_layer_idx": True},
+    ],
+)
+def test_attention_scaling_options_match_transformers(scaling, tmp_path):
+    torch = pytest.importorskip("torch", reason="parity needs torch (pip install jaxpref[hf])")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(1)
+    hf_config = transformers.GPT2Config(
+        vocab_size=37, n_positions=16, n_embd=24, n_layer=2, n_head=3, **scaling
+    )
+    torch_model = transformers.GPT2LMHeadModel(hf_config).eval()
+    with torch.no_grad():
+        # Large query/key weights make the attention logits, and so the scaling, matter.
+        for name, parameter in torch_model.named_parameters():
+            if name.endswith("attn.c_attn.weight"):
+                parameter.mul_(20.0)
+    torch_model.save_pretrained(tmp_path, safe_serialization=True)
+    model = load_hf_gpt2(tmp_path)
+    tokens = np.random.default_rng(3).integers(0, 37, size=(2, 12))
+    theirs = torch_logits(torch_model, torch, tokens)
+    np.testing.assert_allclose(forward(model, jnp.asarray(tokens)), theirs, atol=1e-4, rtol=1e-4)
+    # The check has teeth: the same weights under GPT-2's default scaling give other logits.
+    default = tmp_path / "default"
+    save_hf_gpt2(model, default)
+    config = json.loads((default / "config.json").read_text())
+    config.update({"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False})
+    (default / "config.json").write_text(json.dumps(config))
+    unscaled = np.asarray(forward(load_hf_gpt2(default), jnp.asarray(tokens)))
+    assert np.abs(unscaled - theirs).max() > 1e-2
+
+
 def test_left_padding_parity_with_transformers(torch_checkpoint):
     directory, torch_model, torch = torch_checkpoint
     model = load_hf_gpt2(directory)

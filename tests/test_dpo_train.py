@@ -160,6 +160,37 @@ def test_eval_hook_selects_the_best_step():
     assert_same_params(result.model, two_steps.model, rtol=1e-6, atol=1e-7)
 
 
+def test_resumed_early_stopping_returns_the_best_model_of_the_whole_run(tmp_path):
+    # The best step (2) lies before the interruption; a resumed run must still return it.
+    pytest.importorskip("orbax.checkpoint")
+    key, pairs = jax.random.key(0), make_pairs()
+
+    def eval_hook(step, model):
+        del model
+        return {"score": -abs(step - 2)}
+
+    config = dataclasses.replace(CONFIG, eval_every=1, best_metric="score", checkpoint_every=1)
+    straight = DPOTrainer(make_policy(0), config=config).fit(key, pairs, eval_hook=eval_hook)
+    DPOTrainer(make_policy(0), config=dataclasses.replace(config, num_steps=2), checkpoint_dir=tmp_path).fit(
+        key, pairs, eval_hook=eval_hook
+    )
+    resumed = DPOTrainer(make_policy(0), config=config, checkpoint_dir=tmp_path).fit(
+        key, pairs, eval_hook=eval_hook
+    )
+    assert [entry["step"] for entry in resumed.evaluations] == [3, 4]
+    assert straight.best_step == resumed.best_step == 2
+    assert_same_params(resumed.model, straight.model, rtol=1e-6, atol=1e-7)
+
+
+def test_robust_training_with_flip_rates_of_one_half_stays_finite():
+    # jaxpref's flip_rate reaches 1/2 for a label judged a sure coin flip; rDPO divides by 1 - 2 eps.
+    pairs = make_pairs()._replace(eps=np.full(16, 0.5, np.float32))
+    config = dataclasses.replace(CONFIG, loss_type="robust")
+    result = DPOTrainer(make_policy(0), config=config).fit(jax.random.key(0), pairs)
+    assert np.isfinite([entry["loss"] for entry in result.history]).all()
+    assert all(np.isfinite(leaf).all() for leaf in params_of(result.model))
+
+
 def test_trainer_rejects_bad_settings():
     with pytest.raises(ValueError, match="batch_size"):
         DPOTrainer(make_policy(0), config=CONFIG).fit(jax.random.key(0), make_pairs(num_pairs=4))

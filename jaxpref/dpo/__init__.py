@@ -5,9 +5,11 @@
 - ``jaxpref.dpo.model``: GPT-2 in Flax NNX and a loader for local Hugging Face checkpoints.
 - ``jaxpref.dpo.train``: the DPO trainer (jitted step, optax, data parallel, orbax checkpoints).
 - ``jaxpref.dpo.export``: user labels -> ``prompt``/``chosen``/``rejected`` datasets and parquet.
-- ``jaxpref.dpo.trl_adapter``: TRL's ``DPOTrainer`` on that data (needs ``jaxpref[hf]``).
+- ``jaxpref.dpo.trl_trainer``: ``WeightedDPOTrainer``, TRL's ``DPOTrainer`` applying those
+  weights and flip rates per example (needs ``jaxpref[hf]``).
 
-The losses and the export are imported here; the model, trainer and TRL adapter load on first
+See ``docs/dpo.md`` for which route and which loss to use. The losses and the export are
+imported here; the model, trainer and TRL trainer load on first
 use of their modules, so ``import jaxpref.dpo`` stays light and never needs torch.
 """
 

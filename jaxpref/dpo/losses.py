@@ -7,7 +7,7 @@ per-example DPO logit
 
 and returns one loss per example without reducing. ``dpo_loss`` is the friendly layer on top:
 it validates its inputs, applies per-example weights and per-example flip rates ``eps`` (so each
-label can carry its own attentiveness-derived weight or noise level, see MODEL.md) and returns the
+label can carry its own attentiveness-derived weight or noise level, see ``docs/model.md``) and returns the
 weighted mean loss together with the usual DPO metrics.
 
 Losses (beta > 0 is the KL strength, eps the probability that the label was flipped):
@@ -16,7 +16,16 @@ Losses (beta > 0 is the KL strength, eps the probability that the label was flip
 - ``conservative`` (cDPO, label smoothing): ``-(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)``.
 - ``robust`` (rDPO, Chowdhury et al. 2024): ``[(1 - eps) l(h) - eps l(-h)] / (1 - 2 eps)`` with
   ``l(h) = -log sigmoid(beta h)``; its expectation under labels flipped at rate eps is the clean loss.
-- ``ipo`` (Azar et al. 2023): ``(h - 1 / (2 beta))**2``.
+  The factor 1 / (1 - 2 eps) is infinite at eps = 1/2 (a label judged a sure coin flip, which
+  jaxpref's own ``flip_rate`` reaches), so the robust loss caps eps at ``ROBUST_MAX_EPS`` = 0.45:
+  no flip rate in [0, 1/2] gives NaN or infinite gradients. The cap is deliberate, not a fit to
+  data: a label with eps near 1/2 carries almost no signal and would get 1 / (1 - 2 eps) times
+  the gradient of a clean one; give such labels a small weight instead (see ``docs/dpo.md``).
+- ``ipo`` (Azar et al. 2023): ``(h - 1 / (2 beta))**2``. Here h is built from *summed* sequence
+  log-probabilities, as in the IPO paper's derivation; TRL's ``loss_type="ipo"`` divides each
+  log-probability by the number of response tokens first. Pass length-averaged log-probabilities
+  (``sequence_log_probs(...) / loss_mask[:, 1:].sum(-1)``) to get TRL's variant; the two agree
+  only when every response has one token, and ``beta`` does not transfer between them.
 
 Example:
     >>> import jax.numpy as jnp
@@ -39,6 +48,7 @@ from jaxtyping import Array, Float, Int
 
 __all__ = [
     "LOSS_TYPES",
+    "ROBUST_MAX_EPS",
     "DPOMetrics",
     "conservative_loss",
     "dpo_logits",
@@ -50,6 +60,8 @@ __all__ = [
 ]
 
 LOSS_TYPES = ("sigmoid", "conservative", "robust", "ipo")
+# rDPO scales a label's loss by 1 / (1 - 2 eps); at this cap the factor is 10.
+ROBUST_MAX_EPS = 0.45
 
 
 class DPOMetrics(NamedTuple):
@@ -95,7 +107,12 @@ def conservative_loss(
 def robust_loss(
     logits: Float[Array, " batch"], beta: float, eps: Float[Array, " batch"] | float
 ) -> Float[Array, " batch"]:
-    """Robust DPO (Chowdhury et al. 2024), unbiased under a known flip rate eps in [0, 1/2)."""
+    """Robust DPO (Chowdhury et al. 2024), unbiased under a known flip rate eps <= ``ROBUST_MAX_EPS``.
+
+    Flip rates above ``ROBUST_MAX_EPS`` (up to 1/2 and beyond) are capped there, so the loss and
+    its gradient stay finite for every input.
+    """
+    eps = jnp.clip(eps, 0.0, ROBUST_MAX_EPS)
     clean = -jax.nn.log_sigmoid(beta * logits)
     flipped = -jax.nn.log_sigmoid(-beta * logits)
     return ((1.0 - eps) * clean - eps * flipped) / (1.0 - 2.0 * eps)
@@ -152,10 +169,8 @@ def _validate(loss_type, beta, eps, weights, batch_shape) -> None:
             "or drop `eps`."
         )
     if eps is not None:
-        if loss_type == "robust":
-            _check_concrete("eps", eps, 0.0, 0.5, high_inclusive=False)
-        else:
-            _check_concrete("eps", eps, 0.0, 1.0, high_inclusive=True)
+        # robust caps eps at ROBUST_MAX_EPS itself; above 1/2 a "flip rate" means a mislabelled input.
+        _check_concrete("eps", eps, 0.0, 0.5 if loss_type == "robust" else 1.0, high_inclusive=True)
     if weights is not None:
         _check_concrete("weights", weights, 0.0, np.inf, high_inclusive=True)
     for name, value in (("eps", eps), ("weights", weights)):
@@ -230,8 +245,8 @@ def dpo_loss(
         reference_rejected_log_probs: log ref(rejected | prompt), shape (batch,).
         beta: KL strength, a positive Python float (static under jit).
         loss_type: one of ``"sigmoid"``, ``"conservative"``, ``"robust"``, ``"ipo"``.
-        eps: flip rate for ``conservative`` (in [0, 1]) and ``robust`` (in [0, 1/2)); a scalar
-            or one per example, e.g. ``jaxpref`` label output ``flip_rate``. Defaults to 0.
+        eps: flip rate for ``conservative`` (in [0, 1]) and ``robust`` (in [0, 1/2], capped at
+            ``ROBUST_MAX_EPS``); a scalar or one per example. Defaults to 0.
         weights: non-negative per-example weights, e.g. ``label_attentive``. Defaults to 1.
 
     Returns:

@@ -49,6 +49,7 @@ _HF_NAMES = {
     "mlp_size": "n_inner",
     "layer_norm_epsilon": "layer_norm_epsilon",
     "activation": "activation_function",
+    "scale_attention_weights": "scale_attn_weights",
     "scale_attention_by_inverse_layer_index": "scale_attn_by_inverse_layer_idx",
 }
 
@@ -67,6 +68,8 @@ class GPT2Config:
         layer_norm_epsilon: epsilon of every layer norm.
         activation: MLP non-linearity, one of ``gelu_new`` (GPT-2's), ``gelu_pytorch_tanh``,
             ``gelu``, ``relu``.
+        scale_attention_weights: divide attention logits by sqrt(head size) (GPT-2's default;
+            ``scale_attn_weights=False`` in a Hugging Face config turns it off).
         scale_attention_by_inverse_layer_index: also divide attention logits by layer index + 1.
     """
 
@@ -78,6 +81,7 @@ class GPT2Config:
     mlp_size: int | None = None
     layer_norm_epsilon: float = 1e-5
     activation: str = "gelu_new"
+    scale_attention_weights: bool = True
     scale_attention_by_inverse_layer_index: bool = False
 
     def __post_init__(self):
@@ -130,7 +134,7 @@ class CausalSelfAttention(nnx.Module):
     def __init__(self, config: GPT2Config, layer_index: int, *, rngs: nnx.Rngs):
         width = config.hidden_size
         self.num_heads = config.num_heads
-        self.scale = (width // config.num_heads) ** -0.5
+        self.scale = (width // config.num_heads) ** -0.5 if config.scale_attention_weights else 1.0
         if config.scale_attention_by_inverse_layer_index:
             self.scale /= layer_index + 1
         self.query_key_value = nnx.Linear(width, 3 * width, rngs=rngs)

@@ -9,8 +9,10 @@ The trainer is a thin host loop around one pure, jitted step:
 - optax AdamW with linear warm-up and global-norm gradient clipping;
 - data parallel over the local devices with ``jax.sharding``: the batch is split along a
   ``"data"`` mesh axis, parameters are replicated, and XLA inserts the gradient all-reduce;
-- orbax checkpoints of (step, parameters, optimiser state); ``fit`` resumes from the latest one,
-  and the batch order is a function of (key, epoch), so a resumed run sees the same batches;
+- orbax checkpoints of (step, parameters, optimiser state), and under early stopping also the
+  best-so-far parameters, their step and score; ``fit`` resumes from the latest one, and the
+  batch order is a function of (key, epoch), so a resumed run sees the same batches and returns
+  the same model as an uninterrupted one;
 - a rich progress bar, metrics logged every ``log_every`` steps, and an evaluation hook that
   can also select the best step (early stopping on a held-out set).
 
@@ -244,6 +246,21 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
+class BestSoFar(NamedTuple):
+    """Early stopping's memory, checkpointed with the state so that a resumed run keeps it.
+
+    Attributes:
+        params: parameters of the best evaluation so far (the initial ones before any; None
+            without early stopping).
+        value: its ``best_metric`` value (-inf before any evaluation).
+        step: the step it was taken at.
+    """
+
+    params: Any
+    value: Float[Array, ""]
+    step: Int[Array, ""]
+
+
 class StepInfo(NamedTuple):
     """Per-step diagnostics (scalars)."""
 
@@ -396,18 +413,31 @@ class DPOTrainer:
             options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
         )
 
-    def _initial_state(self, manager) -> TrainState:
+    def _initial_state(self, manager) -> tuple[TrainState, BestSoFar]:
         # Copies, because the train step donates its state and the trainer keeps its start;
         # everything replicated, so the first step compiles the same program as the later ones.
         params = jax.tree.map(jnp.copy, self.initial_params)
         optimizer_state = self.config.step_settings().optimizer().init(params)
         state = jax.device_put(TrainState(jnp.zeros((), jnp.int32), params, optimizer_state), self.replicated)
+        best = BestSoFar(
+            None if self.config.best_metric is None else jax.tree.map(jnp.copy, params),
+            jnp.asarray(-jnp.inf, jnp.float32),
+            jnp.zeros((), jnp.int32),
+        )
         if manager is None or manager.latest_step() is None:
-            return state
+            return state, best
         import orbax.checkpoint as ocp
 
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, self._checkpoint(state, best))
+        restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+        return TrainState(**restored["state"]), BestSoFar(**restored.get("best", best._asdict()))
+
+    def _checkpoint(self, state: TrainState, best: BestSoFar) -> dict:
+        """The checkpointed tree: the state, and early stopping's memory when it is on."""
+        tree = {"state": state._asdict()}
+        if self.config.best_metric is not None:
+            tree["best"] = best._asdict()
+        return tree
 
     def fit(
         self,
@@ -439,18 +469,20 @@ class DPOTrainer:
         if pairs.reference_chosen_log_probs is None:
             pairs = self.reference_log_probs(pairs)
         manager = None if self.checkpoint_dir is None else self._checkpoint_manager()
-        state = self._initial_state(manager)
+        state, best = self._initial_state(manager)
         history, evaluations = [], []
-        best_value, best_params, best_step = -np.inf, None, int(state.step)
 
         def evaluate(step, params):
-            nonlocal best_value, best_params, best_step
+            nonlocal best
             metrics = dict(eval_hook(step, nnx.merge(self.graphdef, params)), step=step)
             evaluations.append(metrics)
-            if config.best_metric is not None and metrics[config.best_metric] > best_value:
+            if config.best_metric is not None and metrics[config.best_metric] > float(best.value):
                 # Copied: the next step donates (and may overwrite) the current buffers.
-                best_params = jax.tree.map(jnp.copy, params)
-                best_value, best_step = metrics[config.best_metric], step
+                best = BestSoFar(
+                    jax.tree.map(jnp.copy, params),
+                    jnp.asarray(metrics[config.best_metric], jnp.float32),
+                    jnp.asarray(step, jnp.int32),
+                )
 
         from rich.progress import Progress
 
@@ -468,22 +500,21 @@ class DPOTrainer:
                 if eval_hook is not None and config.eval_every and done % config.eval_every == 0:
                     evaluate(done, state.params)
                 if manager is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
-                    self._save(manager, state)
+                    self._save(manager, state, best)
                 progress.advance(task)
         if eval_hook is not None and (not evaluations or evaluations[-1]["step"] != config.num_steps):
             evaluate(config.num_steps, state.params)
         if manager is not None:
-            self._save(manager, state)
+            self._save(manager, state, best)
             manager.close()
-        if config.best_metric is None or best_params is None:
-            best_params, best_step = state.params, int(state.step)
-        return TrainResult(nnx.merge(self.graphdef, best_params), history, evaluations, best_step)
+        if config.best_metric is None or not np.isfinite(float(best.value)):
+            return TrainResult(nnx.merge(self.graphdef, state.params), history, evaluations, int(state.step))
+        return TrainResult(nnx.merge(self.graphdef, best.params), history, evaluations, int(best.step))
 
-    @staticmethod
-    def _save(manager, state: TrainState) -> None:
+    def _save(self, manager, state: TrainState, best: BestSoFar) -> None:
         import orbax.checkpoint as ocp
 
         step = int(state.step)
         if manager.latest_step() != step:
-            manager.save(step, args=ocp.args.StandardSave(state))
+            manager.save(step, args=ocp.args.StandardSave(self._checkpoint(state, best)))
             manager.wait_until_finished()
