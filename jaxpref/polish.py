@@ -324,6 +324,4 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
     objectives = objectives.at[0].add(1e-9 * jnp.abs(objectives[0]))
     best = jnp.argmax(jnp.where(jnp.isfinite(objectives), objectives, -jnp.inf))
     polished = jax.tree.map(lambda *leaves: jnp.stack(leaves)[best], *candidates)
-    weights_gap = _kiefer_wolfowitz(_log_table(stats, polished), stats.multiplicity, polished.family.log_weights)
-    mu_value = _objective_of(stats, config, lambda v: polished._replace(mu=_mu_from(v, polished, config)))
-    return polished, weights_gap + _newton_decrement(mu_value, _mu_coordinates(polished, config)), num_newton
+    return polished, certify(polished, stats, config), num_newton

@@ -122,7 +122,7 @@ class Problem:
         start = np.full(self.num_grid, 1.0 / self.num_grid)
         result = minimize(negative, start, jac=gradient, method="SLSQP", bounds=[(0.0, 1.0)] * self.num_grid,
                           constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
-                          options={"ftol": 1e-15, "maxiter": 2000})
+                          options={"ftol": 1e-12, "maxiter": 500})
         weights = np.maximum(result.x, 0.0)
         weights /= weights.sum()
         # A few EM steps from SLSQP's point (each never lowers the objective).
@@ -136,5 +136,5 @@ class Problem:
             return self._npmle_at(self.known_mu)
         assert self.num_groups == 1, "the reference profiles one gap only"
         result = minimize_scalar(lambda mu: -self._npmle_at(np.array([mu]))[0], bounds=(0.5 + 1e-6, 1.0 - 1e-6),
-                                 method="bounded", options={"xatol": 1e-7})
+                                 method="bounded", options={"xatol": 1e-6})
         return self._npmle_at(np.array([result.x]))[0], result.x
