@@ -81,14 +81,14 @@ BAD = [
     (["fit", "missing.parquet"], "does not exist"),
     (["fit", "{data}", "--mu", "0.4"], "outside (0.5, 1)"),
     (["fit", "{data}", "--mu", "abc"], "--mu"),
-    (["fit", "{data}", "--family", "gauss"], "family='gauss'"),
+    (["fit", "{data}", "--family", "gauss"], "--family 'gauss' must be one of"),
     (["fit", "{data}", "--support", "0.9"], "--support"),
     (["fit", "{data}", "--p-column", "p"], "p column 'p' not found"),
     (["fit", "{bad}"], "outside {0, 1}"),
     (["filter", "{data}", "--out", "x.txt", "--mu", "0.8"], "unknown format"),
     (["filter", "{data}", "--out", "x.csv", "--rule", "magic", "--mu", "0.8"], "rule='magic'"),
     (["simulate", "--mu", "0.3", "--out", "x.parquet"], "outside (0.5, 1)"),
-    (["simulate", "--users", "0", "--out", "x.parquet"], "num_users=0"),
+    (["simulate", "--users", "0", "--out", "x.parquet"], "--users 0"),
 ]
 
 
