@@ -70,7 +70,9 @@ def resolve_columns(
             ``p_column`` and ``group_column``.
     """
     names = [str(name) for name in names]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
+    # polars renames a CSV's repeated header "x" to "x_duplicated_0", ...
+    duplicated = sorted({name for name in names if names.count(name) > 1} |
+                        {name.rsplit("_duplicated_", 1)[0] for name in names if "_duplicated_" in name})
     if duplicated:
         raise DataError(f"{source} has duplicate column name(s) {duplicated}: give every column a distinct name")
     if user_column not in names and user_column == "user":
