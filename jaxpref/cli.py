@@ -35,7 +35,21 @@ click_errors = sys.modules[typer.BadParameter.__module__]
 
 
 class OneLineErrors(TyperGroup):
-    """Usage errors (unknown option, bad value, missing argument) as one line and exit code 2."""
+    """Usage errors (unknown option, bad value, missing argument) as one line and exit code 2; the
+    ``contracts`` sub-app is loaded only when it is run (its package imports JAX)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY_SUBAPPS]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in LAZY_SUBAPPS:
+            return super().get_command(ctx, name)
+        import importlib
+
+        module, help_text = LAZY_SUBAPPS[name]
+        command = typer.main.get_command(importlib.import_module(module).app)
+        command.name, command.help = name, help_text
+        return command
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
@@ -67,6 +81,8 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 stdout = Console()
+#: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
+LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators.")}
 
 #: Choices checked before JAX is imported (tests check they match the library's).
 FAMILIES = ("point", "two_point", "beta", "npmle")
@@ -476,10 +492,8 @@ def demo(
 
 def _mount_subcommands() -> None:
     from jaxpref.bayes_cli import compare_command
-    from jaxpref.contracts.cli import app as contracts_app
 
     app.command("compare")(compare_command)
-    app.add_typer(contracts_app, name="contracts", help="Monitoring and incentive contracts for annotators.")
 
 
 _mount_subcommands()
