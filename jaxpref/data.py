@@ -118,6 +118,15 @@ class UserCounts:
         return int(self.label_counts.sum())
 
     @property
+    def frame(self) -> pd.DataFrame:
+        """Counts hold no label rows: a `DataError` saying what to do instead."""
+        raise DataError(
+            "this fit was made from per-user counts, which hold no label rows: per-label outputs and "
+            "filter_labels need the rows, so fit the labels themselves, or write the kept rows with "
+            "jaxpref.streaming.filter_stream"
+        )
+
+    @property
     def num_users(self) -> int:
         return int(self.user_ids.shape[0])
 

@@ -151,3 +151,13 @@ def test_compilation_cache_is_used_and_can_be_turned_off(tmp_path):
     subprocess.run([sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"], env=env,
                    check=True, capture_output=True)
     assert not off.exists()
+
+
+@pytest.mark.parametrize("arguments, flag, argument", [
+    (["--user-column", "who"], "--user-column <name>", "user_column"),
+    (["--restarts", "0"], "--restarts", "num_restarts"),
+    (["--mu", "0.3"], "--mu 0.3", "mu="),
+])
+def test_messages_name_flags_not_library_arguments(labels_file, arguments, flag, argument):
+    result = runner.invoke(app, ["fit", str(labels_file[0]), *arguments])
+    assert result.exit_code == 2 and flag in result.stderr and argument not in result.stderr

@@ -140,3 +140,21 @@ def test_filter_never_writes_over_its_input(tmp_path):
     before = path.read_bytes()
     result = runner.invoke(app, ["filter", str(path), "--mu", "0.74", "--out", str(path)])
     assert result.exit_code == 2 and "is the input" in result.stderr and path.read_bytes() == before
+
+
+def test_gzip_compressed_csv_reads_like_plain_csv(tmp_path):
+    import gzip
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes(gzip.compress(b"user,label\n007,1\n7,0\n007,0\n"))
+    in_memory, streamed = both_ways(path)
+    assert in_memory == streamed == (["007", "7"], [[1], [0]], [[2], [1]])
+
+
+def test_filtering_a_counts_fit_is_a_data_error():
+    from jaxpref.data import load_counts
+    from jaxpref.posterior import filter_labels
+
+    fit = fit_attentiveness(load_counts([3, 1, 2], [4, 2, 2]), mu=0.8)
+    with pytest.raises(DataError, match="per-user counts"):
+        filter_labels(fit)
