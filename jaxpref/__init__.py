@@ -1,7 +1,7 @@
 """jaxpref: users' attentiveness in comparison-mode preference data, estimated by EM in JAX.
 
 Follows Cai & Li, "Users as Annotators: LLM Preference Learning from Comparison Mode"
-(arXiv 2510.13830). See docs/ in the repository for the model.
+(arXiv 2510.13830). The README describes the model.
 
 Names are imported on first use (module ``__getattr__``), so ``import jaxpref`` and the command
 line's start-up do not load JAX, pandas or SciPy until something needs them.

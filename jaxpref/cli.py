@@ -160,8 +160,8 @@ def parse_mu(text: str | None) -> Any:
 
 def check_seed(seed: int) -> int:
     """A seed JAX's keys accept."""
-    if not 0 <= seed < 2**63:
-        raise DataError(f"--seed {seed} must be an integer in [0, 2^63)")
+    if not -(2**63) <= seed < 2**63:
+        raise DataError(f"--seed {seed} must be a 64-bit integer, in [-2^63, 2^63)")
     return seed
 
 

@@ -3,7 +3,7 @@
 Everything a user hands to jaxpref passes through `load_preferences`, which checks it
 once and turns it into integer-coded NumPy arrays. The JAX core never sees bad input.
 
-Sufficient statistics (MODEL.md): with one gap mu per group, a user's labels enter the
+Sufficient statistics (README, "The model"): with one gap mu per group, a user's labels enter the
 likelihood only through ``(k_jt, n_jt)``, the number of labels that preferred A and the
 number of labels in group ``t``. Users with identical count rows are merged into one row
 with a multiplicity, so EM cost per iteration depends on the number of distinct rows,
@@ -316,8 +316,9 @@ def load_preferences(
     Args:
         data: a pandas or polars DataFrame, a pyarrow Table, a path to a .parquet, .csv or
             .jsonl file, a dict of equal-length arrays, or an existing `PreferenceData`.
-        user_column: column of user ids (any hashable). ``worker`` / ``annotator`` are
-            accepted when ``user`` is absent, as in crowd-kit.
+        user_column: column of user ids (any hashable), kept exactly as written: from CSV and
+            JSONL files they are text (``007`` and ``7`` are two users). ``worker`` /
+            ``annotator`` are accepted when ``user`` is absent, as in crowd-kit.
         label_column: column of labels, 1 = preferred the stronger model A, 0 = model B.
         p_column: optional column of per-label probabilities in (0, 1) that an attentive
             user prefers A (e.g. a reward model's sigmoid(r_A - r_B)).

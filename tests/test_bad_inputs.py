@@ -130,7 +130,8 @@ FIT_OPTIONS = [
     ["--mu-prior", "0,1"], ["--mu-prior", "8,2,3"], ["--support", "0.1"], ["--support", "a,b"],
     ["--support", "0.1,0.9,0.5"], ["--family", "gauss"], ["--dtype", "float16"], ["--method", "newton"],
     ["--restarts", "0"], ["--restarts", "-1"], ["--restarts", "x"], ["--threshold", "2"], ["--threshold", "-0.1"],
-    ["--seed", "-1"], ["--seed", "100000000000000000000000"], ["--family", "npmle", "--num-grid", "0"], ["--user-column", "nope"],
+    ["--seed", "100000000000000000000000"], ["--seed", "-100000000000000000000000"],
+    ["--family", "npmle", "--num-grid", "0"], ["--user-column", "nope"],
     ["--label-column", "nope"], ["--label-column", "user"], ["--group-column", "nope"], ["--p-column", "nope"],
     ["--p-column", "p", "--group-column", "topic"], ["--p-column", "label"], ["--group-column", "user"],
     ["--group-column", "topic", "--mu", "0.6,0.7,0.8"], ["--group-column", "topic", "--mu", "a=0.6,c=0.7"],
@@ -185,7 +186,7 @@ BAD_OUTPUTS = [
     ["simulate", "--users", "20", "--mu", "0.2", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--mu", "x", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--support", "0.1", "--out", "s.parquet"],
-    ["simulate", "--users", "20", "--seed", "-5", "--out", "s.parquet"],
+    ["simulate", "--users", "20", "--seed", str(2**64), "--out", "s.parquet"],
     ["simulate", "--users", "20"],
     ["simulate", "--users", "many", "--out", "s.parquet"],
     ["fit"],
@@ -198,7 +199,7 @@ BAD_OUTPUTS = [
     ["contracts", "optimal", "--n", "0"],
     ["contracts", "optimal", "--monitor", "nope"],
     ["contracts", "sample-size", "--actions", "a,b"],
-    ["demo", "--seed", "-1"],
+    ["demo", "--seed", str(2**64)],
 ]
 
 
