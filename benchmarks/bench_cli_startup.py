@@ -28,15 +28,19 @@ def main() -> None:
     work = tempfile.mkdtemp()
     data = Path(work) / "small.csv"
     data.write_text("user,label\n" + "".join(f"u{i % 6},{(i * 7) % 3 % 2}\n" for i in range(30)))
-    env = {**os.environ, "JAXPREF_COMPILATION_CACHE": str(Path(work) / "xla"),
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "JAXPREF_COMPILATION_CACHE": str(Path(work) / "xla"),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     cli = [sys.executable, "-m", "jaxpref.cli"]
     rows = {
         "python -c 'import jax'": seconds([sys.executable, "-c", "import jax"], env, work),
         "fit 30 rows, first (empty cache)": seconds([*cli, "fit", str(data), "--mu", "0.74"], env, work),
         "fit 30 rows, second (warm cache)": seconds([*cli, "fit", str(data), "--mu", "0.74"], env, work),
-        "fit 30 rows, cache off": seconds([*cli, "fit", str(data), "--mu", "0.74"],
-                                          {**env, "JAXPREF_COMPILATION_CACHE": "off"}, work),
+        "fit 30 rows, cache off": seconds(
+            [*cli, "fit", str(data), "--mu", "0.74"], {**env, "JAXPREF_COMPILATION_CACHE": "off"}, work
+        ),
         "rejected option (--family gauss)": seconds([*cli, "fit", str(data), "--family", "gauss"], env, work),
         "unknown option (--nope)": seconds([*cli, "fit", str(data), "--nope"], env, work),
     }

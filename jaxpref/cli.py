@@ -96,7 +96,9 @@ FLAGS = {
     "dtype": "--dtype", "method": "--method", "family": "--family", "group_ids": "--group-column",
 }
 #: An argument followed by "=", or a column argument anywhere ("mu" alone is also the Greek letter).
-FLAG_PATTERN = re.compile(r"(?<![-\w])(\w+_column|" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=<name>|=|\b)")
+FLAG_PATTERN = re.compile(
+    r"(?<![-\w])(\w+_column|" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=<name>|=|\b)"
+)
 
 
 def as_flags(message: str) -> str:
@@ -143,7 +145,7 @@ def parse_floats(text: str | None, option: str, count: int | None = None) -> tup
 
 
 def parse_mu(text: str | None) -> Any:
-    """``--mu``: a number, ``free``, numbers per group (``0.6,0.9``) or ``group=mu`` pairs (``a=0.6,b=0.9``)."""
+    """``--mu``: a number, ``free``, numbers per group (``0.6,0.9``) or ``group=mu`` pairs (``a=0.6``)."""
     if text is None or text == "free":
         return text
     if "=" in text:
@@ -315,11 +317,11 @@ def simulate(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="labels file (.parquet/.csv/.jsonl)"),
     truth_out: Path | None = typer.Option(None, "--truth-out", help="per-user true eta file"),
-    group_column: str = typer.Option("group", "--group-column", help="name of the group column (with several --mu)"),
+    group_column: str = typer.Option("group", "--group-column", help="group column name (with several --mu)"),
 ) -> None:
-    """Simulate users' labels from the attentiveness model (--out and --truth-out are written both or neither)."""
+    """Simulate users' labels from the attentiveness model (--out and --truth-out: both or neither)."""
     with user_errors():
-        outputs = [(sim_out, "--out") for sim_out in (out,)] + ([(truth_out, "--truth-out")] if truth_out else [])
+        outputs = [(out, "--out")] + ([(truth_out, "--truth-out")] if truth_out else [])
         kinds = [check_output(path, flag=flag) for path, flag in outputs]
         if truth_out is not None and Path(truth_out).resolve() == Path(out).resolve():
             raise DataError("--truth-out is the same file as --out: give the truth its own file")

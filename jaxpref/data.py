@@ -229,7 +229,7 @@ def bucket_size(size: int, minimum: int = 8) -> int:
 
 
 def _to_pandas(data: Any) -> pd.DataFrame:
-    """The caller's table as a DataFrame that the fit owns: later changes to the caller's object do not reach it."""
+    """The caller's table as a DataFrame that the fit owns: the caller's later changes do not reach it."""
     if isinstance(data, pd.DataFrame):
         # Copy-on-write (pandas >= 3) makes a shallow copy a snapshot; older pandas needs a deep copy.
         return data.copy(deep=int(pd.__version__.split(".")[0]) < 3)
@@ -344,7 +344,7 @@ def load_preferences(
         with reading(data):
             frame = lazy.collect().to_pandas()
         if len(frame) == 0:
-            raise DataError(f"data file {str(data)!r} has no labels (rows): pass at least one labelled comparison")
+            raise DataError(f"data file {str(data)!r} has no labels (rows): pass at least one comparison")
     else:
         frame = _to_pandas(data)
         if len(frame) == 0:
@@ -401,9 +401,11 @@ def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, family: str,
         messages.append("every label is 0 (prefers model B): are A and B swapped? label 1 must mean that the "
                         "user preferred the stronger model A")
     if per_user.shape[0] > 1 and int(per_user.max()) == 1 and (family != "point" or mu_mode != "known"):
-        messages.append(f"every user has one label: only the mean attentiveness times (mu - 1/2) is identified, "
-                        f"so family={family!r} with mu {mu_mode} is not; collect several labels per user, or use "
-                        "family='point' with a known mu")
+        messages.append(
+            f"every user has one label: only the mean attentiveness times (mu - 1/2) is identified, so "
+            f"family={family!r} with mu {mu_mode} is not; collect several labels per user, or use "
+            "family='point' with a known mu"
+        )
     for message in messages:
         warnings.warn(message, DegenerateDataWarning, stacklevel=3)
 

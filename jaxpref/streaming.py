@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxpref.data import UserCounts
 from jaxpref.io.atomic import atomic_paths, check_output
 from jaxpref.io.errors import DataError
 from jaxpref.io.tables import SUFFIXES, check_ids, check_labels, reading, scan
@@ -36,7 +37,7 @@ ROW = "__jaxpref_row__"
 
 
 def can_stream(path: Any) -> bool:
-    """Whether `stream_counts` reads ``path``: a parquet, CSV or JSONL file, or a directory (of parquet files)."""
+    """Whether `stream_counts` reads ``path``: a parquet, CSV or JSONL file, or a parquet directory."""
     if not isinstance(path, (str, os.PathLike)):
         return False
     return os.path.isdir(path) or os.path.splitext(str(path))[1].lower() in SUFFIXES
@@ -59,16 +60,30 @@ def _cells(source: Any, user_column: str, label_column: str, group_column: str |
     ``user[, group], n, k, first`` (first = row of the cell's first label)."""
     import polars as pl
 
-    lazy, columns = scan(source, user_column=user_column, label_column=label_column, group_column=group_column)
+    lazy, columns = scan(
+        source, user_column=user_column, label_column=label_column, group_column=group_column
+    )
     with reading(source):
         label_type = lazy.collect_schema()[columns.label]
     numeric = label_type.is_numeric() or label_type == pl.Boolean
-    label = pl.col(columns.label).cast(pl.Int64, strict=False) if label_type == pl.Boolean else pl.col(columns.label)
+    label = (
+        pl.col(columns.label).cast(pl.Int64, strict=False)
+        if label_type == pl.Boolean
+        else pl.col(columns.label)
+    )
     keys = columns.ids
     with _status(f"reading labels from {source}", progress), reading(source):
-        by_label = (lazy.select(*keys, label.alias(columns.label)).with_row_index(ROW)
-                    .group_by([*keys, columns.label]).agg(n=pl.len(), first=pl.col(ROW).min())
-                    .collect(engine="streaming")) if numeric else None
+        by_label = (
+            (
+                lazy.select(*keys, label.alias(columns.label))
+                .with_row_index(ROW)
+                .group_by([*keys, columns.label])
+                .agg(n=pl.len(), first=pl.col(ROW).min())
+                .collect(engine="streaming")
+            )
+            if numeric
+            else None
+        )
     if by_label is None:
         check_labels([], [], columns.label, numeric=False)
     if by_label.height == 0:
@@ -79,7 +94,10 @@ def _cells(source: Any, user_column: str, label_column: str, group_column: str |
         distinct = by_label.group_by(key).agg(pl.col("first").min())
         check_ids(distinct[key].to_list(), distinct["first"].to_list(), key)
     cells = by_label.group_by(keys).agg(
-        n=pl.col("n").sum(), k=pl.col("n").filter(pl.col(columns.label) == 1).sum(), first=pl.col("first").min())
+        n=pl.col("n").sum(),
+        k=pl.col("n").filter(pl.col(columns.label) == 1).sum(),
+        first=pl.col("first").min(),
+    )
     return cells, columns
 
 
@@ -112,11 +130,14 @@ def stream_counts(
     """
     import polars as pl
 
-    from jaxpref.data import UserCounts
-
     cells, columns = _cells(source, user_column, label_column, group_column, progress)
-    users = (cells.group_by(columns.user).agg(pl.col("first").min()).sort("first")
-             .with_row_index("user_code").drop("first"))
+    users = (
+        cells.group_by(columns.user)
+        .agg(pl.col("first").min())
+        .sort("first")
+        .with_row_index("user_code")
+        .drop("first")
+    )
     cells = cells.join(users, on=columns.user)
     group_ids = None
     group_code = np.zeros(cells.height, np.int64)
@@ -125,8 +146,9 @@ def stream_counts(
         try:
             group_ids = np.sort(distinct.to_numpy(), kind="stable")
         except TypeError:
-            raise DataError(f"column {columns.group!r} mixes ids of different types: write every group the same way") \
-                from None
+            raise DataError(
+                f"column {columns.group!r} mixes ids of different types: write every group the same way"
+            ) from None
         group_code = np.searchsorted(group_ids, cells[columns.group].to_numpy())
     num_groups = 1 if group_ids is None else group_ids.shape[0]
     pref_a = np.zeros((users.height, num_groups), np.int64)
@@ -172,7 +194,9 @@ def filter_stream(
     import polars as pl
 
     kind = check_output(out, [source] if isinstance(source, (str, os.PathLike)) else list(source), "output")
-    lazy, columns = scan(source, user_column=user_column, label_column=label_column, group_column=group_column)
+    lazy, columns = scan(
+        source, user_column=user_column, label_column=label_column, group_column=group_column
+    )
     user_ids = fit.users["user"].to_numpy()
     kept = np.flatnonzero(np.asarray(keep_user, bool))
     num_groups = 1 if not columns.group else len(fit.data.group_ids)
@@ -184,8 +208,9 @@ def filter_stream(
     helpers = []
     if weights:
         for answer in (1, 0):
-            table[f"{ROW}{answer}"] = fit.count_label_attentiveness(position, group if columns.group else None,
-                                                                    np.full(position.shape[0], answer))
+            table[f"{ROW}{answer}"] = fit.count_label_attentiveness(
+                position, group if columns.group else None, np.full(position.shape[0], answer)
+            )
         table[f"{ROW}eta"] = fit.users["eta_mean"].to_numpy()[position]
         helpers = [f"{ROW}1", f"{ROW}0", f"{ROW}eta"]
     with reading(source):
@@ -194,16 +219,22 @@ def filter_stream(
     rows = lazy.join(keys.lazy(), on=columns.ids, how="inner", maintain_order="left")
     if weights:
         attentive = pl.when(pl.col(columns.label) == 1).then(pl.col(f"{ROW}1")).otherwise(pl.col(f"{ROW}0"))
-        rows = rows.with_columns(label_attentive=attentive, flip_rate=(1.0 - attentive) / 2.0,
-                                 eta_mean=pl.col(f"{ROW}eta")).drop(helpers)
+        rows = rows.with_columns(
+            label_attentive=attentive, flip_rate=(1.0 - attentive) / 2.0, eta_mean=pl.col(f"{ROW}eta")
+        ).drop(helpers)
     expected = int(fit.users["n_labels"].to_numpy()[kept].sum())
-    with _status(f"writing kept labels to {out}", progress), reading(out, "write"), \
-            atomic_paths([out]) as (temporary,):
+    with (
+        _status(f"writing kept labels to {out}", progress),
+        reading(out, "write"),
+        atomic_paths([out]) as (temporary,),
+    ):
         {"parquet": rows.sink_parquet, "csv": rows.sink_csv, "jsonl": rows.sink_ndjson}[kind](temporary)
         written = _count_rows(temporary, kind)
         if written != expected:
-            raise DataError(f"{written} rows of the kept users were found in {source!r}, but the fit counted "
-                            f"{expected}: the data changed between the passes; fit and filter the same data")
+            raise DataError(
+                f"{written} rows of the kept users were found in {source!r}, but the fit counted "
+                f"{expected}: the data changed between the passes; fit and filter the same data"
+            )
     return written
 
 

@@ -27,8 +27,11 @@ from jaxpref.estimator import fit_attentiveness
 from jaxpref.streaming import stream_counts
 
 runner = CliRunner()
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +39,14 @@ def no_compilation_cache(monkeypatch):
     monkeypatch.setenv("JAXPREF_COMPILATION_CACHE", "off")
 
 
-GOOD = pd.DataFrame({"user": [f"u{i % 10}" for i in range(30)], "label": [1, 0, 1] * 10,
-                     "topic": ["a", "b"] * 15, "p": [0.7, 0.8, 0.9] * 10})
+GOOD = pd.DataFrame(
+    {
+        "user": [f"u{i % 10}" for i in range(30)],
+        "label": [1, 0, 1] * 10,
+        "topic": ["a", "b"] * 15,
+        "p": [0.7, 0.8, 0.9] * 10,
+    }
+)
 #: Malformed label tables, written as CSV (and parquet where the type survives).
 BAD_TABLES = {
     "label 2": "user,label\na,1\nb,2\n",
@@ -77,8 +86,10 @@ def files(tmp_path_factory):
     (root / "somedir.csv").mkdir()
     (root / "no_parquet_dir").mkdir()
     (root / "no_parquet_dir" / "readme.txt").write_text("nothing")
-    pq.write_table(pa.table({"user": ["a", "b", "a"], "label": [1, 0, 1], "tags": [[1], [2, 3], []]}),
-                   root / "listcol.parquet")
+    pq.write_table(
+        pa.table({"user": ["a", "b", "a"], "label": [1, 0, 1], "tags": [[1], [2, 3], []]}),
+        root / "listcol.parquet",
+    )
     pq.write_table(pa.table({"user": ["a", None, "b"], "label": [1, 0, 1]}), root / "null_user.parquet")
     pq.write_table(pa.table({"user": ["a", "b"], "label": [0.0, float("nan")]}), root / "nan_label.parquet")
     return root
@@ -124,19 +135,52 @@ def verdict_library(function, *args, **kwargs) -> str:
 
 
 FIT_OPTIONS = [
-    ["--mu", "0.3"], ["--mu", "1.2"], ["--mu", "0.5"], ["--mu", "abc"], ["--mu", "a=0.6,b"], ["--mu", "=0.6"],
-    ["--mu", "0.6,"], ["--mu", "nan"], ["--mu", "inf"], ["--mu", "a=0.6,a=0.7"], ["--mu", "0.7", "--mu-prior", "8,2"],
-    ["--mu", "free", "--mu-prior", "8,2"], ["--mu-prior", "8"], ["--mu-prior", "a,b"], ["--mu-prior", "-1,2"],
-    ["--mu-prior", "0,1"], ["--mu-prior", "8,2,3"], ["--support", "0.1"], ["--support", "a,b"],
-    ["--support", "0.1,0.9,0.5"], ["--family", "gauss"], ["--dtype", "float16"], ["--method", "newton"],
-    ["--restarts", "0"], ["--restarts", "-1"], ["--restarts", "x"], ["--threshold", "2"], ["--threshold", "-0.1"],
-    ["--seed", "100000000000000000000000"], ["--seed", "-100000000000000000000000"],
-    ["--family", "npmle", "--num-grid", "0"], ["--user-column", "nope"],
-    ["--label-column", "nope"], ["--label-column", "user"], ["--group-column", "nope"], ["--p-column", "nope"],
-    ["--p-column", "p", "--group-column", "topic"], ["--p-column", "label"], ["--group-column", "user"],
-    ["--group-column", "topic", "--mu", "0.6,0.7,0.8"], ["--group-column", "topic", "--mu", "a=0.6,c=0.7"],
-    ["--group-column", "topic", "--mu", "a=0.6"], ["--mu", "a=0.6,b=0.7"], ["--p-column", "p", "--mu", "0.7"],
-    ["--nope"], ["--family"],
+    ["--mu", "0.3"],
+    ["--mu", "1.2"],
+    ["--mu", "0.5"],
+    ["--mu", "abc"],
+    ["--mu", "a=0.6,b"],
+    ["--mu", "=0.6"],
+    ["--mu", "0.6,"],
+    ["--mu", "nan"],
+    ["--mu", "inf"],
+    ["--mu", "a=0.6,a=0.7"],
+    ["--mu", "0.7", "--mu-prior", "8,2"],
+    ["--mu", "free", "--mu-prior", "8,2"],
+    ["--mu-prior", "8"],
+    ["--mu-prior", "a,b"],
+    ["--mu-prior", "-1,2"],
+    ["--mu-prior", "0,1"],
+    ["--mu-prior", "8,2,3"],
+    ["--support", "0.1"],
+    ["--support", "a,b"],
+    ["--support", "0.1,0.9,0.5"],
+    ["--family", "gauss"],
+    ["--dtype", "float16"],
+    ["--method", "newton"],
+    ["--restarts", "0"],
+    ["--restarts", "-1"],
+    ["--restarts", "x"],
+    ["--threshold", "2"],
+    ["--threshold", "-0.1"],
+    ["--seed", "100000000000000000000000"],
+    ["--seed", "-100000000000000000000000"],
+    ["--family", "npmle", "--num-grid", "0"],
+    ["--user-column", "nope"],
+    ["--label-column", "nope"],
+    ["--label-column", "user"],
+    ["--group-column", "nope"],
+    ["--p-column", "nope"],
+    ["--p-column", "p", "--group-column", "topic"],
+    ["--p-column", "label"],
+    ["--group-column", "user"],
+    ["--group-column", "topic", "--mu", "0.6,0.7,0.8"],
+    ["--group-column", "topic", "--mu", "a=0.6,c=0.7"],
+    ["--group-column", "topic", "--mu", "a=0.6"],
+    ["--mu", "a=0.6,b=0.7"],
+    ["--p-column", "p", "--mu", "0.7"],
+    ["--nope"],
+    ["--family"],
 ]
 
 
@@ -148,8 +192,14 @@ def test_bad_options(files, command, options):
 
 
 BAD_FILES = [f"{name.replace(' ', '_').replace('/', '_')}.csv" for name in BAD_TABLES] + [
-    "binary.parquet", "notes.txt", "somedir.csv", "no_parquet_dir", "missing.csv",
-    "null_user.parquet", "nan_label.parquet", "missing_dir/",
+    "binary.parquet",
+    "notes.txt",
+    "somedir.csv",
+    "no_parquet_dir",
+    "missing.csv",
+    "null_user.parquet",
+    "nan_label.parquet",
+    "missing_dir/",
 ]
 
 
@@ -241,11 +291,24 @@ def test_library_bad_files(files, data, reader):
 
 
 LIBRARY_OPTIONS = [
-    {"mu": 0.7, "mu_prior": (8, 2)}, {"mu": "free", "mu_prior": (8, 2)}, {"mu": {"zzz": 0.7}},
-    {"mu": {"a": 0.6, "b": 0.7, "zzz": 0.8}, "group_column": "topic"}, {"mu": {"a": 0.6}, "group_column": "topic"},
-    {"mu": 0.3}, {"mu": "maybe"}, {"mu_prior": (8,)}, {"mu_prior": (-1, 2)}, {"family": "gauss"},
-    {"dtype": "float16"}, {"method": "newton"}, {"num_restarts": 0}, {"threshold": 2.0}, {"label_column": "user"},
-    {"user_column": "label"}, {"p_column": "p", "group_column": "topic"}, {"p_column": "p", "mu": 0.7},
+    {"mu": 0.7, "mu_prior": (8, 2)},
+    {"mu": "free", "mu_prior": (8, 2)},
+    {"mu": {"zzz": 0.7}},
+    {"mu": {"a": 0.6, "b": 0.7, "zzz": 0.8}, "group_column": "topic"},
+    {"mu": {"a": 0.6}, "group_column": "topic"},
+    {"mu": 0.3},
+    {"mu": "maybe"},
+    {"mu_prior": (8,)},
+    {"mu_prior": (-1, 2)},
+    {"family": "gauss"},
+    {"dtype": "float16"},
+    {"method": "newton"},
+    {"num_restarts": 0},
+    {"threshold": 2.0},
+    {"label_column": "user"},
+    {"user_column": "label"},
+    {"p_column": "p", "group_column": "topic"},
+    {"p_column": "p", "mu": 0.7},
 ]
 
 
@@ -254,7 +317,7 @@ def test_library_bad_options(options):
     assert verdict_library(fit_attentiveness, GOOD, **options) == "clear error"
 
 
-# Hypothesis: malformed tables (a missing or empty id, or a label outside {0, 1}, somewhere) and option strings.
+# Hypothesis: malformed tables (a missing or empty id, or a bad label, anywhere) and option strings.
 ids = st.text(string.ascii_letters + string.digits, min_size=1, max_size=4)
 
 
@@ -264,9 +327,12 @@ def malformed_tables(draw):
     position = draw(st.integers(0, len(rows)))
     flaw = draw(st.sampled_from(["empty id", "bad label", "text label", "blank label"]))
     user, _ = rows[min(position, len(rows) - 1)]
-    bad_row = {"empty id": ("", "1"), "bad label": (user, draw(st.sampled_from(["2", "-1", "0.5", "7"]))),
-               "text label": (user, draw(st.text(string.ascii_letters, min_size=1, max_size=3))),
-               "blank label": (user, "")}[flaw]
+    bad_row = {
+        "empty id": ("", "1"),
+        "bad label": (user, draw(st.sampled_from(["2", "-1", "0.5", "7"]))),
+        "text label": (user, draw(st.text(string.ascii_letters, min_size=1, max_size=3))),
+        "blank label": (user, ""),
+    }[flaw]
     rows.insert(position, bad_row)
     return "user,label\n" + "".join(f"{u},{y}\n" for u, y in rows), position
 
@@ -298,7 +364,11 @@ def test_bad_mu_strings_are_clear_errors(files, mu, command):
 
 
 @SETTINGS
-@given(prior=st.one_of(st.text(string.ascii_letters + ",", min_size=1, max_size=6),
-                       st.tuples(st.floats(max_value=0), st.floats()).map(lambda ab: f"{ab[0]!r},{ab[1]!r}")))
+@given(
+    prior=st.one_of(
+        st.text(string.ascii_letters + ",", min_size=1, max_size=6),
+        st.tuples(st.floats(max_value=0), st.floats()).map(lambda ab: f"{ab[0]!r},{ab[1]!r}"),
+    )
+)
 def test_bad_mu_prior_strings_are_clear_errors(files, prior):
     assert verdict_cli(["fit", "good.csv", "--mu-prior", prior], files) == "clear error"

@@ -3,7 +3,6 @@ conflicting options and degenerate data are reported, outputs are atomic."""
 
 import warnings
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +25,10 @@ def both_ways(path, **columns):
     k, n = user_counts(data)
     streamed = stream_counts(path, progress=False, **columns)
     return (data.user_ids.tolist(), k.tolist(), n.tolist()), (
-        streamed.user_ids.tolist(), streamed.pref_a_counts.tolist(), streamed.label_counts.tolist())
+        streamed.user_ids.tolist(),
+        streamed.pref_a_counts.tolist(),
+        streamed.label_counts.tolist(),
+    )
 
 
 def test_ids_are_kept_as_written(tmp_path):
@@ -56,14 +58,21 @@ def test_empty_id_is_an_error_naming_the_row(tmp_path):
             read(str(path))
 
 
-id_text = st.one_of(st.from_regex(r"0{0,2}[0-9]{1,3}", fullmatch=True), st.sampled_from(["a", "B", "x y", "é"]),
-                    st.integers(10**19, 10**19 + 3).map(str))
+id_text = st.one_of(
+    st.from_regex(r"0{0,2}[0-9]{1,3}", fullmatch=True),
+    st.sampled_from(["a", "B", "x y", "é"]),
+    st.integers(10**19, 10**19 + 3).map(str),
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(id_text, st.integers(0, 1), st.sampled_from(["t1", "t0", "10"])), min_size=1,
-                     max_size=40),
-       suffix=st.sampled_from([".csv", ".jsonl", ".parquet"]), grouped=st.booleans())
+@given(
+    rows=st.lists(
+        st.tuples(id_text, st.integers(0, 1), st.sampled_from(["t1", "t0", "10"])), min_size=1, max_size=40
+    ),
+    suffix=st.sampled_from([".csv", ".jsonl", ".parquet"]),
+    grouped=st.booleans(),
+)
 def test_in_memory_and_streamed_counts_are_identical(tmp_path, rows, suffix, grouped):
     frame = pd.DataFrame(rows, columns=["user", "label", "topic"])
     path = tmp_path / f"labels{suffix}"
@@ -77,8 +86,10 @@ def test_in_memory_and_streamed_counts_are_identical(tmp_path, rows, suffix, gro
     in_memory, streamed = both_ways(path, **columns)
     assert in_memory == streamed
     assert in_memory[0] == list(pd.unique(frame["user"]))  # ids exactly as written, first appearance order
-    assert streamed[2] == pd.crosstab(frame["user"], frame["topic"] if grouped else 0).loc[
-        in_memory[0]].to_numpy().tolist()
+    assert (
+        streamed[2]
+        == pd.crosstab(frame["user"], frame["topic"] if grouped else 0).loc[in_memory[0]].to_numpy().tolist()
+    )
 
 
 def test_the_fit_owns_its_data():
@@ -90,12 +101,15 @@ def test_the_fit_owns_its_data():
     pd.testing.assert_frame_equal(model.labels_, before)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"mu": 0.74, "mu_prior": (8, 2)}, "not both"),
-    ({"mu": "free", "mu_prior": (8, 2)}, "not both"),
-    ({"mu": {0: 0.6, 1: 0.7, 5: 0.8}, "group_column": "group"}, "key 5"),
-    ({"mu": {"0": 0.6, 0: 0.7, "1": 0.8}, "group_column": "group"}, "twice"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"mu": 0.74, "mu_prior": (8, 2)}, "not both"),
+        ({"mu": "free", "mu_prior": (8, 2)}, "not both"),
+        ({"mu": {0: 0.6, 1: 0.7, 5: 0.8}, "group_column": "group"}, "key 5"),
+        ({"mu": {"0": 0.6, 0: 0.7, "1": 0.8}, "group_column": "group"}, "twice"),
+    ],
+)
 def test_conflicting_options_are_errors(options, message):
     frame = pd.DataFrame({"user": list("aabbccdd"), "label": [1, 0, 1, 1, 0, 1, 1, 1], "group": [0, 1] * 4})
     with pytest.raises(DataError, match=message):
@@ -103,17 +117,22 @@ def test_conflicting_options_are_errors(options, message):
 
 
 def test_text_keys_match_numeric_groups():
-    frame = pd.DataFrame({"user": list("aabbccdd") * 3, "label": [1, 0, 1, 1, 0, 1, 1, 1] * 3, "group": [0, 1] * 12})
+    frame = pd.DataFrame(
+        {"user": list("aabbccdd") * 3, "label": [1, 0, 1, 1, 0, 1, 1, 1] * 3, "group": [0, 1] * 12}
+    )
     fit = fit_attentiveness(frame, mu={"0": 0.6, "1": 0.9}, group_column="group")
     assert fit.params["mu"] == pytest.approx({0: 0.6, 1: 0.9})
 
 
-@pytest.mark.parametrize("users, labels, message", [
-    (["a"] * 5, [1, 0, 1, 1, 0], "one user"),
-    (list("abcde"), [1, 0, 1, 1, 0], "one label"),
-    (list("aabbcc"), [1] * 6, "every label is 1"),
-    (list("aabbcc"), [0] * 6, "A and B swapped"),
-])
+@pytest.mark.parametrize(
+    "users, labels, message",
+    [
+        (["a"] * 5, [1, 0, 1, 1, 0], "one user"),
+        (list("abcde"), [1, 0, 1, 1, 0], "one label"),
+        (list("aabbcc"), [1] * 6, "every label is 1"),
+        (list("aabbcc"), [0] * 6, "A and B swapped"),
+    ],
+)
 def test_degenerate_data_warn(users, labels, message):
     with pytest.warns(DegenerateDataWarning, match=message):
         fit_attentiveness({"user": users, "label": labels}, mu=0.8)
@@ -128,9 +147,13 @@ def test_well_posed_data_do_not_warn():
 def test_simulate_writes_both_outputs_or_neither(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JAXPREF_COMPILATION_CACHE", "off")
-    result = runner.invoke(app, ["simulate", "--users", "20", "--out", "s.parquet", "--truth-out", "no/t.parquet"])
+    result = runner.invoke(
+        app, ["simulate", "--users", "20", "--out", "s.parquet", "--truth-out", "no/t.parquet"]
+    )
     assert result.exit_code == 2 and not list(tmp_path.iterdir())
-    result = runner.invoke(app, ["simulate", "--users", "20", "--out", "s.parquet", "--truth-out", "t.parquet"])
+    result = runner.invoke(
+        app, ["simulate", "--users", "20", "--out", "s.parquet", "--truth-out", "t.parquet"]
+    )
     assert result.exit_code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["s.parquet", "t.parquet"]
 
 

@@ -1,4 +1,4 @@
-"""Atomic, validated outputs: a failed or interrupted write leaves the old file or nothing, never a partial one.
+"""Atomic, checked outputs: a failed or interrupted write leaves the old file or nothing, never part of one.
 
 Every output is checked before any work (`check_output`: known format, an existing writable
 directory, not a directory itself, not one of the inputs), written to a temporary file beside
@@ -22,7 +22,7 @@ __all__ = ["check_output", "atomic_paths", "write_table"]
 
 
 def _same_or_inside(output: Path, source: Path) -> bool:
-    """Whether ``output`` is ``source`` (the same file, even through links) or lies inside directory ``source``."""
+    """Whether ``output`` is ``source`` (the same file, even through links) or lies inside ``source``."""
     output, source = output.resolve(), source.resolve()
     if output == source or (source.is_dir() and source in output.parents):
         return True
@@ -48,17 +48,25 @@ def check_output(path: Any, inputs: Sequence[Any] = (), flag: str = "output") ->
     """
     target = Path(path)
     if target.is_dir():
-        raise DataError(f"{flag} {str(path)!r} is a directory: give a file name, e.g. {str(target / 'out.parquet')!r}")
+        raise DataError(
+            f"{flag} {str(path)!r} is a directory: give a file name, e.g. {str(target / 'out.parquet')!r}"
+        )
     kind = file_format(target, what=flag)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise DataError(f"{flag} {str(path)!r}: directory {str(parent)!r} does not exist: create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise DataError(f"{flag} {str(path)!r}: directory {str(parent)!r} is not writable: choose another place")
+        raise DataError(
+            f"{flag} {str(path)!r}: directory {str(parent)!r} is not writable: choose another place"
+        )
     if target.exists() and not os.access(target, os.W_OK):
         raise DataError(f"{flag} {str(path)!r} exists and is read-only: choose another name")
     for source in inputs:
-        if source is not None and isinstance(source, (str, os.PathLike)) and _same_or_inside(target, Path(source)):
+        if (
+            source is not None
+            and isinstance(source, (str, os.PathLike))
+            and _same_or_inside(target, Path(source))
+        ):
             raise DataError(f"{flag} {str(path)!r} is the input {str(source)!r}: write to another file")
     return kind
 
@@ -79,8 +87,9 @@ def atomic_paths(paths: Sequence[Any]) -> Iterator[list[str]]:
     try:
         for path in paths:
             target = Path(path)
-            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial",
-                                                 dir=target.parent if str(target.parent) else ".")
+            handle, temporary = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=".partial", dir=target.parent if str(target.parent) else "."
+            )
             os.close(handle)
             temporaries.append(temporary)
         yield temporaries

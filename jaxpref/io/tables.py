@@ -1,4 +1,4 @@
-"""One ingestion path: file formats, column resolution, id and label checks, shared by in-memory and streamed reading.
+"""One ingestion path: formats, column resolution, id and label checks for in-memory and streamed reading.
 
 Files are scanned lazily with polars. Id columns (user and group) of text formats (CSV, JSONL)
 are read as strings, so ids stay exactly as written: ``007`` is not ``7``, ids beyond int64
@@ -71,10 +71,14 @@ def resolve_columns(
     """
     names = [str(name) for name in names]
     # polars renames a CSV's repeated header "x" to "x_duplicated_0", ...
-    duplicated = sorted({name for name in names if names.count(name) > 1} |
-                        {name.rsplit("_duplicated_", 1)[0] for name in names if "_duplicated_" in name})
+    duplicated = sorted(
+        {name for name in names if names.count(name) > 1}
+        | {name.rsplit("_duplicated_", 1)[0] for name in names if "_duplicated_" in name}
+    )
     if duplicated:
-        raise DataError(f"{source} has duplicate column name(s) {duplicated}: give every column a distinct name")
+        raise DataError(
+            f"{source} has duplicate column name(s) {duplicated}: give every column a distinct name"
+        )
     if user_column not in names and user_column == "user":
         user_column = next((alias for alias in USER_ALIASES if alias in names), user_column)
     chosen = {"user": user_column, "label": label_column, "p": p_column, "group": group_column}
@@ -91,10 +95,10 @@ def resolve_columns(
         )
     used = [(what, column) for what, column in chosen.items() if column is not None]
     for index, (what, column) in enumerate(used):
-        for other, other_column in used[index + 1:]:
+        for other, other_column in used[index + 1 :]:
             if column == other_column:
                 raise DataError(
-                    f"{what}_column and {other}_column both name column {column!r}: each role needs its own column"
+                    f"{what}_column and {other}_column both name column {column!r}: give each role its column"
                 )
     return Columns(user_column, label_column, p_column, group_column)
 
@@ -105,7 +109,9 @@ def file_format(path: str | os.PathLike, what: str = "data file") -> str:
         return "parquet"
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"{what} {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl")
+        raise DataError(
+            f"{what} {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl"
+        )
     return SUFFIXES[suffix]
 
 
@@ -120,7 +126,7 @@ def reading(source: Any, verb: str = "read") -> Iterator[None]:
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, UnicodeDecodeError) as error:
         first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         raise DataError(
-            f"cannot {verb} {_describe(source)}: {first_line.strip()}: check the file's format and column types"
+            f"cannot {verb} {_describe(source)}: {first_line.strip()}: check the file's format and types"
         ) from None
 
 
@@ -134,16 +140,20 @@ def _describe(source: Any) -> str:
 
 def _paths(source: Any) -> list[str]:
     paths = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not (isinstance(paths, (list, tuple)) and paths and all(isinstance(p, (str, os.PathLike)) for p in paths)):
+    if not (
+        isinstance(paths, (list, tuple)) and paths and all(isinstance(p, (str, os.PathLike)) for p in paths)
+    ):
         raise DataError(
-            f"cannot read data of type {type(source).__name__}: pass a parquet, CSV or JSONL file, a directory of "
-            "parquet files, a list of paths or a pyarrow.dataset.Dataset"
+            f"cannot read data of type {type(source).__name__}: pass a parquet, CSV or JSONL file, a "
+            "directory of parquet files, a list of paths or a pyarrow.dataset.Dataset"
         )
     for path in paths:
         if not os.path.exists(path):
             raise DataError(f"data path {str(path)!r} does not exist: check the path")
         if os.path.isdir(path) and not any(Path(path).rglob("*.parquet")):
-            raise DataError(f"data directory {str(path)!r} holds no .parquet files: point at a file or a parquet folder")
+            raise DataError(
+                f"data directory {str(path)!r} holds no .parquet files: point at a file or a parquet folder"
+            )
     return [str(path) for path in paths]
 
 
@@ -188,7 +198,9 @@ def scan(
     kind = kinds.pop()
     with reading(source):
         names = _lazy(paths, kind, {}).collect_schema().names()
-        columns = resolve_columns(names, user_column, label_column, p_column, group_column, source=_describe(source))
+        columns = resolve_columns(
+            names, user_column, label_column, p_column, group_column, source=_describe(source)
+        )
         overrides = {column: pl.String for column in columns.ids} if kind != "parquet" else {}
         return _lazy(paths, kind, overrides), columns
 
@@ -237,14 +249,18 @@ def check_labels(values: Sequence[Any], first_rows: Sequence[int], column: str, 
     """
     if not numeric:
         raise DataError(
-            f"column {column!r} is not numeric; labels must be numeric 0/1 (1 = preferred the stronger model A): "
+            f"column {column!r} is not numeric; labels must be 0/1 (1 = preferred the stronger model A): "
             "check label_column=<name> names the label column"
         )
     missing = [int(row) for value, row in zip(values, first_rows) if _is_missing(value)]
     if missing:
-        raise DataError(f"column {column!r} has a missing (NaN/null) label at row {min(missing)}: drop or fill those rows")
-    bad = sorted(((int(row), value) for value, row in zip(values, first_rows) if value not in (0, 1)),
-                 key=lambda pair: pair[0])
+        raise DataError(
+            f"column {column!r} has a missing (NaN/null) label at row {min(missing)}: drop or fill those rows"
+        )
+    bad = sorted(
+        ((int(row), value) for value, row in zip(values, first_rows) if value not in (0, 1)),
+        key=lambda pair: pair[0],
+    )
     if bad:
         examples = [value.item() if hasattr(value, "item") else value for _, value in bad[:5]]
         raise DataError(
