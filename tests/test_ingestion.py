@@ -181,3 +181,10 @@ def test_filtering_a_counts_fit_is_a_data_error():
     fit = fit_attentiveness(load_counts([3, 1, 2], [4, 2, 2]), mu=0.8)
     with pytest.raises(DataError, match="per-user counts"):
         filter_labels(fit)
+
+
+def test_jsonl_numbers_and_strings_read_as_text(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"user": "007", "label": 1}\n{"user": 7, "label": 0}\n{"user": 100000000000000000010, "label": 1}\n')
+    in_memory, streamed = both_ways(path)
+    assert in_memory == streamed and in_memory[0] == ["007", "7", "100000000000000000010"]
