@@ -1,7 +1,7 @@
 r"""Streaming ingestion: per-user label counts from parquet, CSV or JSONL files without holding the rows.
 
 The files are scanned by `jaxpref.io.tables.scan` (the same reader as in-memory loading, ids as
-written) and aggregated by a polars streaming ``group_by`` over (user, group, label): memory is
+written) and aggregated by a polars streaming ``group_by`` over (user, group): memory is
 bounded by the number of users (and groups), never by the number of labels. Ids and labels are
 checked on the aggregate with the in-memory path's checks, each error naming the first bad row.
 The result is a `jaxpref.data.UserCounts`, which `jaxpref.fit_attentiveness` fits directly
@@ -57,7 +57,11 @@ def _status(message: str, show: bool) -> Iterator[None]:
 
 def _cells(source: Any, user_column: str, label_column: str, group_column: str | None, progress: bool):
     """Checked per-(user, group) label counts: ``(cells, columns)`` with ``cells`` a polars DataFrame of
-    ``user[, group], n, k, first`` (first = row of the cell's first label)."""
+    ``user[, group], n, k, first`` (first = row of the cell's first label).
+
+    One pass groups by the ids only (grouping by the label too costs twice as much) and notes whether
+    each cell's labels are all 0/1; only when one is not, a second pass finds the bad values' rows.
+    """
     import polars as pl
 
     lazy, columns = scan(
@@ -65,40 +69,32 @@ def _cells(source: Any, user_column: str, label_column: str, group_column: str |
     )
     with reading(source):
         label_type = lazy.collect_schema()[columns.label]
-    numeric = label_type.is_numeric() or label_type == pl.Boolean
-    label = (
-        pl.col(columns.label).cast(pl.Int64, strict=False)
-        if label_type == pl.Boolean
-        else pl.col(columns.label)
-    )
-    keys = columns.ids
+    if not (label_type.is_numeric() or label_type == pl.Boolean):
+        check_labels([], [], columns.label, numeric=False)
+    label = pl.col(columns.label).cast(pl.Int8) if label_type == pl.Boolean else pl.col(columns.label)
+    valid = label.is_in([0, 1]).fill_null(False)
     with _status(f"reading labels from {source}", progress), reading(source):
-        by_label = (
-            (
-                lazy.select(*keys, label.alias(columns.label))
-                .with_row_index(ROW)
-                .group_by([*keys, columns.label])
-                .agg(n=pl.len(), first=pl.col(ROW).min())
+        cells = (
+            lazy.with_row_index(ROW)
+            .group_by(columns.ids)
+            .agg(n=pl.len(), k=label.sum(), first=pl.col(ROW).min(), valid=valid.all())
+            .collect(engine="streaming")
+        )
+        if not cells["valid"].all():
+            bad = (
+                lazy.with_row_index(ROW)
+                .filter(~valid)
+                .group_by(label)
+                .agg(first=pl.col(ROW).min())
                 .collect(engine="streaming")
             )
-            if numeric
-            else None
-        )
-    if by_label is None:
-        check_labels([], [], columns.label, numeric=False)
-    if by_label.height == 0:
+            check_labels(bad[columns.label].to_list(), bad["first"].to_list(), columns.label, numeric=True)
+    if cells.height == 0:
         raise DataError(f"the data {source!r} have no rows: pass at least one labelled comparison")
-    labels = by_label.group_by(columns.label).agg(pl.col("first").min())
-    check_labels(labels[columns.label].to_list(), labels["first"].to_list(), columns.label, numeric=True)
-    for key in keys:
-        distinct = by_label.group_by(key).agg(pl.col("first").min())
+    for key in columns.ids:
+        distinct = cells.group_by(key).agg(pl.col("first").min())
         check_ids(distinct[key].to_list(), distinct["first"].to_list(), key)
-    cells = by_label.group_by(keys).agg(
-        n=pl.col("n").sum(),
-        k=pl.col("n").filter(pl.col(columns.label) == 1).sum(),
-        first=pl.col("first").min(),
-    )
-    return cells, columns
+    return cells.drop("valid").with_columns(pl.col("k").cast(pl.Int64)), columns
 
 
 def stream_counts(
