@@ -31,7 +31,7 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref import accelerate, em
+from jaxpref import accelerate, driver, em
 from jaxpref.data import compress_counts
 from jaxpref.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
@@ -55,8 +55,8 @@ def run_setting(family: str, mode: str, mu: float, num_users: int, labels: int, 
         config = em.EMConfig(spec, mode, PRIORS[mode], tol=1e-9, max_iter=20000)
         start = em.init(config, jnp.asarray([mu if mode == "known" else 0.75]))
         runs = {
-            "em": lambda: em.fit(start, stats, config),
-            "squarem": lambda: accelerate.fit_accelerated(start, stats, config),
+            "em": lambda: driver.fit(start, stats, config, method="em"),
+            "squarem": lambda: driver.fit(start, stats, config),
         }
         row = {"family": family, "mu_mode": mode, "mu": mu, "n": labels, "m": num_users}
         for name, function in runs.items():

@@ -5,7 +5,7 @@ fixed support (0.1, 0.9), 40 % attentive (eta = 0.9), mu = 0.8, n labels per use
 ``1 + Poisson(n - 1)``); mu is estimated as the MAP under the Beta(8, 2) prior.
 
 - ``jaxpref_compressed``: `jaxpref.data.compress_counts` (in slices of 1e7 users, merged) and
-  `jaxpref.accelerate.fit_accelerated` (SQUAREM, float32). ``fit_s`` includes the compression
+  `jaxpref.driver.fit` (SQUAREM, float32). ``fit_s`` includes the compression
   (``stats_s``); ``compile_s`` is the first call's excess over the median of the repeats.
 - ``jaxpref_per_user``: one `CountStats` row per user, padded to `jaxpref.data.bucket_size` rows
   (the path when counts do not compress, e.g. per-label p): the kernel runs on m rows.
@@ -58,7 +58,7 @@ import pandas as pd
 
 from benchmarks import numpy_em
 from benchmarks.common import RESULTS, machine, markdown_table, new_figure, save_figure, write_results
-from jaxpref import accelerate, em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, bucket_size, compress_counts
 from jaxpref.families import make_family
 from jaxpref.metrics import roc_auc
@@ -226,7 +226,7 @@ def time_runs(run: Callable[[], Any], jitted: bool) -> tuple[dict, Any]:
 
 def fit_jaxpref(stats: CountStats) -> em.FitOutput:
     initial = em.init(CONFIG, jnp.asarray([MU_START], jnp.float32))
-    output = accelerate.fit_accelerated(initial, jax.tree.map(jnp.asarray, stats), CONFIG)
+    output = driver.fit(initial, jax.tree.map(jnp.asarray, stats), CONFIG)
     return jax.block_until_ready(output)
 
 

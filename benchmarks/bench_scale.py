@@ -40,7 +40,7 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref import accelerate, em
+from jaxpref import driver, em
 from jaxpref.estimator import fit_attentiveness
 from jaxpref.data import compress_counts
 from jaxpref.families import make_family
@@ -89,7 +89,7 @@ def end_to_end(num_users: int, labels_per_user: int, folder: Path) -> dict:
     ingest_s = time.perf_counter() - start
     stats = jax.tree.map(jnp.asarray, stats)
     initial = em.init(CONFIG, jnp.asarray([0.75], jnp.float32))
-    fit_s = median_seconds(lambda: accelerate.fit_accelerated(initial, stats, CONFIG), 3, jax.block_until_ready)
+    fit_s = median_seconds(lambda: driver.fit(initial, stats, CONFIG), 3, jax.block_until_ready)
     options = dict(family="two_point", support=(0.1, 0.9), mu_prior=(8.0, 2.0))
     fit_attentiveness(counts, **options)  # compile
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def study_loop(key, num_replications: int, num_users: int, labels_per_user: int)
         k, n, _ = simulate_counts(replication_key, num_users, jnp.full(num_users, labels_per_user),
                                   jnp.asarray(0.74), TRUTH)
         stats, _ = compress_counts(np.asarray(k).reshape(-1, 1), np.asarray(n).reshape(-1, 1))
-        estimates.append(accelerate.fit_accelerated(initial, jax.tree.map(jnp.asarray, stats), CONFIG).state.mu)
+        estimates.append(driver.fit(initial, jax.tree.map(jnp.asarray, stats), CONFIG).state.mu)
     return jax.block_until_ready(estimates)
 
 
@@ -126,7 +126,7 @@ def compile_and_run(num_users: int, dtype: str) -> dict:
         stats = jax.tree.map(jnp.asarray, stats)
         initial = em.init(CONFIG, jnp.asarray([0.75], dtype))
         start = time.perf_counter()
-        compiled = accelerate.fit_accelerated.lower(initial, stats, CONFIG).compile()
+        compiled = driver.fit.lower(initial, stats, CONFIG).compile()
         compile_seconds = time.perf_counter() - start
         run_seconds = median_seconds(lambda: compiled(initial, stats), 3, jax.block_until_ready)
         out = compiled(initial, stats)

@@ -2,7 +2,7 @@
 
 Per-user statistics (one row per user, nothing compressed: the path whose cost grows with m;
 two_point with estimated support, mu = 0.8 known) and the dense per-label-p table (npmle,
-32 nodes) are fitted by `jaxpref.accelerate.fit_accelerated` on one
+32 nodes) are fitted by `jaxpref.driver.fit` on one
 device and by `jaxpref.sharding.fit_sharded` over a `Mesh` of 4 devices, in float64, from the
 same start. Reported: the largest difference in the fitted weights and mu, the objective
 difference, iterations, and the wall times. On this 2-core CPU the 4 "devices" share 2 cores,
@@ -29,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, machine, markdown_table, new_figure, save_figure, write_results  # noqa: E402
-from jaxpref import accelerate, dense, em  # noqa: E402
+from jaxpref import dense, driver, em# noqa: E402
 from jaxpref.data import CountStats, LabelStats, bucket_size  # noqa: E402
 from jaxpref.families import make_family  # noqa: E402
 from jaxpref.sharding import fit_sharded, user_mesh  # noqa: E402
@@ -66,7 +66,7 @@ def per_label_table(num_users: int, grid: jax.Array) -> dense.DenseTable:
 def compare(name: str, stats, config: em.EMConfig, mu_start: float, mesh) -> dict:
     start = em.init(config, jnp.asarray([mu_start]))
     outputs, seconds = {}, {}
-    for key, run in (("single", lambda: accelerate.fit_accelerated(start, stats, config)),
+    for key, run in (("single", lambda: driver.fit(start, stats, config)),
                      ("sharded", lambda: fit_sharded(start, stats, config, mesh))):
         jax.block_until_ready(run())  # compile
         began = time.perf_counter()

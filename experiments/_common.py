@@ -4,8 +4,8 @@ per-user posteriors from count histograms, and the PNG + JSON + markdown outputs
 
 Every script defines ``run(args) -> (numbers, extras)``, ``markdown(numbers)`` and
 ``figure(numbers, extras)`` and hands them to `main`, which parses the options, runs in float64
-and writes ``<out>/<name>.{json,md,png}`` (`write_outputs`). When mu is estimated, fits go through
-`fit_stats`: a profile search over mu (`_profile_then_polish`) instead of plain EM, which crawls.
+and writes ``<out>/<name>.{json,md,png}`` (`write_outputs`). Every fit is the library's certified fit (`fit_stats`: SQUAREM, then the
+Newton polish of `jaxpref.polish`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
 from jaxpref.families import make_family
 from jaxpref.posterior import user_posterior
@@ -92,79 +92,21 @@ def mu_start(config: em.EMConfig, true_mu: float, dtype=None) -> jax.Array:
     return jnp.asarray([true_mu if config.mu_mode == "known" else 0.75], dtype or jnp.result_type(float))
 
 
-#: Golden-section steps of the profile search over mu: the bracket shrinks to 0.5 * 0.618**25 ~ 3e-6.
-GOLDEN_STEPS = 25
-#: Iteration cap of each mu-fixed EM fit inside the profile search (warm-started from the last one).
-PROFILE_MAX_ITER = 500
-GOLDEN_RATIO = (math.sqrt(5.0) - 1.0) / 2.0
+def fit_stats(stats: CountStats, config: em.EMConfig, start_mu: jax.Array) -> em.FitOutput:
+    """One certified fit from the default start: SQUAREM, then the Newton polish (traceable, vmappable)."""
+    return driver.fit(em.init(config, start_mu), stats, config)
 
 
-def _profile_then_polish(stats: CountStats, config: em.EMConfig, start: em.EMState, polish_iter: int):
-    """Maximises the profile objective max_P log-lik(P, mu) + log prior(mu) over mu, then runs EM.
-
-    Plain EM moves mu very slowly when mu and P_eta trade off along a flat ridge (beta family:
-    after 20,000 iterations it is still climbing). The profile over mu is one-dimensional: a
-    golden-section search, each point an EM fit with mu fixed (fast, warm-started), then
-    ``polish_iter`` iterations of the estimating EM from the best point, which can only raise the
-    objective further.
-    """
-    known = config._replace(mu_mode="known", max_iter=min(config.max_iter, PROFILE_MAX_ITER))
-
-    def profile(mu, family):
-        out = em.fit(em.EMState(family, mu[None]), stats, known)
-        return out.loglik + em.log_prior(config, mu[None]), out.state.family
-
-    low = jnp.asarray(0.5 + em.MU_MARGIN, start.mu.dtype)
-    high = jnp.asarray(1.0 - em.MU_MARGIN, start.mu.dtype)
-    left, right = high - GOLDEN_RATIO * (high - low), low + GOLDEN_RATIO * (high - low)
-    value_left, family_left = profile(left, start.family)
-    value_right, family_right = profile(right, family_left)
-
-    def golden_step(_, carry):
-        low, high, left, right, value_left, value_right, family_left, family_right = carry
-        keep_left = value_left >= value_right
-
-        def choose(if_left, if_right):
-            return jax.tree.map(lambda a, b: jnp.where(keep_left, a, b), if_left, if_right)
-
-        # The maximum lies in [low, right] when the left point is better, else in [left, high];
-        # the surviving inner point is reused and one new point is evaluated, warm-started from it.
-        low, high = choose(low, left), choose(right, high)
-        kept = choose((left, value_left, family_left), (right, value_right, family_right))
-        point = choose(high - GOLDEN_RATIO * (high - low), low + GOLDEN_RATIO * (high - low))
-        value, family = profile(point, kept[2])
-        new = (point, value, family)
-        (left, value_left, family_left), (right, value_right, family_right) = choose(new, kept), choose(kept, new)
-        return low, high, left, right, value_left, value_right, family_left, family_right
-
-    carry = (low, high, left, right, value_left, value_right, family_left, family_right)
-    low, high, left, right, value_left, value_right, family_left, family_right = jax.lax.fori_loop(
-        0, GOLDEN_STEPS, golden_step, carry
-    )
-    best_left = value_left >= value_right
-    mu = jnp.where(best_left, left, right)[None]
-    family = jax.tree.map(lambda a, b: jnp.where(best_left, a, b), family_left, family_right)
-    return em.fit(em.EMState(family, mu), stats, config._replace(max_iter=polish_iter))
+_fit_stats_jitted = jax.jit(fit_stats, static_argnames="config")
 
 
-def fit_stats(stats: CountStats, config: em.EMConfig, start_mu: jax.Array, polish_iter: int = 200) -> em.FitOutput:
-    """One EM fit: plain EM when mu is known, else `_profile_then_polish` (traceable, vmappable)."""
-    start = em.init(config, start_mu)
-    if config.estimates_mu:
-        return _profile_then_polish(stats, config, start, polish_iter)
-    return em.fit(start, stats, config)
-
-
-_fit_stats_jitted = jax.jit(fit_stats, static_argnames=("config", "polish_iter"))
-
-
-@functools.partial(jax.jit, static_argnames=("labels_per_user", "config", "polish_iter"))
-def _fit_histograms(multiplicity, labels_per_user, config, start_mu, polish_iter):
+@functools.partial(jax.jit, static_argnames=("labels_per_user", "config"))
+def _fit_histograms(multiplicity, labels_per_user, config, start_mu):
     k_values = jnp.arange(labels_per_user + 1, dtype=multiplicity.dtype)[:, None]
 
     def one(weights):
         stats = CountStats(k_values, jnp.full_like(k_values, labels_per_user), weights)
-        out = fit_stats(stats, config, start_mu, polish_iter)
+        out = fit_stats(stats, config, start_mu)
         family = out.state.family
         return family.eta_grid, jnp.exp(family.log_weights), family.beta_shape, out.state.mu, out.objective, out.num_iter, out.converged
 
@@ -206,18 +148,15 @@ def sample_histograms(
 
 
 def fit_histograms(
-    multiplicity: np.ndarray, labels_per_user: int, config: em.EMConfig, true_mu: float, polish_iter: int = 200
+    multiplicity: np.ndarray, labels_per_user: int, config: em.EMConfig, true_mu: float
 ) -> StudyFits:
-    """EM on each replication's histogram of k (all n_j = ``labels_per_user``), one vmapped call.
-
-    With mu known this is plain EM from the default start. With mu estimated it is the profile
-    search of `_profile_then_polish` followed by ``polish_iter`` plain EM iterations; then
-    ``converged`` reports whether the polish met the tolerance. The compiled fit depends on n
-    and the configuration only, not on the number of users.
+    """A certified fit (`fit_stats`) of each replication's histogram of k (all n_j =
+    ``labels_per_user``), one vmapped call; ``converged`` is the certificate's verdict. The
+    compiled fit depends on n and the configuration only, not on the number of users.
     """
     multiplicity = jnp.asarray(multiplicity, jnp.result_type(float))
     start = mu_start(config, true_mu, multiplicity.dtype)
-    fits = _fit_histograms(multiplicity, labels_per_user, config, start, polish_iter)
+    fits = _fit_histograms(multiplicity, labels_per_user, config, start)
     return StudyFits(*jax.device_get(fits))
 
 

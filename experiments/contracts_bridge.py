@@ -4,7 +4,7 @@ Users are simulated and fitted with jaxpref's `AttentivenessEM` (comparison mode
 rule "bonus when P(eta >= 0.5 | labels) >= level" is a cutoff on the count k of labels for the
 stronger model A (`jaxpref.contracts.bridge`); priced as a binary contract implementing the
 first-best attentiveness it is compared with the optimal binary and linear contracts of the
-jaxpref model (CONTRACTS.md), analytically and on simulated users who work at that level.
+jaxpref model (docs/contracts.md), analytically and on simulated users who work at that level.
 
     python experiments/contracts_bridge.py --quick
 """

@@ -1,7 +1,7 @@
 """Monitoring and contracts are complements: gap curves of different monitors collapse against I n.
 
 Liu, Wang, Ma & Li (arXiv 2502.06387) give the gaps as functions of I n (I: Fisher information
-of the monitor). In the jaxpref model (CONTRACTS.md) self-consistency and expert monitors with
+of the monitor). In the jaxpref model (docs/contracts.md) self-consistency and expert monitors with
 different m2 and rho are solved at their own second best; plotted against I(a_FB) n the linear
 curves fall on one line, gap ~ rho_u c'^2 / (2 u'^2 I n), and the binary ones nearly so.
 

@@ -1,7 +1,7 @@
 """Gap to the first best vs n: binary ~ 1/sqrt(n log n), linear ~ 1/n, two actions ~ exp(-kappa n).
 
 Reproduces the rates claimed by Liu, Wang, Ma & Li (arXiv 2502.06387) and the discrete-action
-contrast of Frick, Iijima & Ishii (arXiv 2312.16789) in the jaxpref model (CONTRACTS.md):
+contrast of Frick, Iijima & Ishii (arXiv 2312.16789) in the jaxpref model (docs/contracts.md):
 second-best gaps on log-log axes with least-squares slopes (binary: after the sqrt(log n)
 correction), the lenient cutoff z_n of the binary contract, and the two-action binary gap.
 

@@ -1,9 +1,10 @@
 """Units needed to assess an annotator: self-consistency (SC) vs expert agreement (EX).
 
 Liu, Wang, Ma & Li (arXiv 2502.06387) compare the sample complexity of the two monitors; the
-formulas here are the jaxpref model (CONTRACTS.md §2): n(eps, delta) = z^2 / (I(a) eps^2) with
-the Fisher information of each monitor, the crossover action where I_SC = I_EX, and the exact
-binomial coverage of the estimator at that n by simulation (2000 replications).
+formulas here are the jaxpref model (docs/contracts.md, "Monitors"):
+n(eps, delta) = z^2 / (I(a) eps^2) with the Fisher information of each monitor, the crossover
+action where I_SC = I_EX, and the exact binomial coverage of the estimator at that n by
+simulation (2000 replications).
 
     python experiments/contracts_sample_complexity.py --quick
 """

@@ -9,7 +9,7 @@ with E[eta | data] >= threshold, and report over the kept labels:
 - fraction of labels kept;
 - attentive share: the fraction of kept labels given attentively (truth z);
 - noise rate: the fraction of kept labels that chose the weaker model B, and the flip rate
-  (1 - attentive share) / 2, the label noise a DPO learner sees (MODEL.md);
+  (1 - attentive share) / 2, the label noise a DPO learner sees (docs/model.md);
 - signal: kept labels x (2 * attentive share * (mu - 1/2))^2, relative to no filtering. This is
   a proxy for the information about the preference direction (the squared mean margin of a
   label times the number of labels); its maximum over the threshold is a "sweet spot".

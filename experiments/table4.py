@@ -1,10 +1,10 @@
 """The paper's Table 4: relative estimation error of (P_eta, mu) vs m users and n labels per user.
 
-Truths (MODEL.md, "Reference figures"): a two-point P_eta with weights 0.6 (casual, eta = 0.1)
-and 0.4 (attentive, eta = 0.9), and Beta(3, 5); mu = 0.98 for both. Settings for mu: known,
-MAP under the paper's Beta(8, 2) prior, and the free MLE. The two-point support is either known
-({0.1, 0.9}) or estimated (then its error counts too; with mu free it is not identified, so that
-combination is skipped).
+Truths (our reading of the paper's Table 4, see experiments/README.md, "Choices"): a two-point
+P_eta with weights 0.6 (casual, eta = 0.1) and 0.4 (attentive, eta = 0.9), and Beta(3, 5);
+mu = 0.98 for both. Settings for mu: known, MAP under the paper's Beta(8, 2) prior, and the free
+MLE. The two-point support is either known ({0.1, 0.9}) or estimated (then its error counts too;
+with mu free it is not identified, so that combination is skipped).
 
 Error of one replication: ||theta_hat - theta|| / ||theta|| over the estimated parameters
 (two-point: both weights [, both nodes] [, mu]; Beta: alpha, beta [, mu]); mean and sd over the

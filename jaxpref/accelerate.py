@@ -25,9 +25,9 @@ decreases (up to float round-off), exactly as for plain EM. ``step_max`` grows b
 accepted step that hit it and shrinks by 4 after a rejected one (the SQUAREM package's
 defaults).
 
-`fit_accelerated` also runs plain EM (``method="em"``) on the same driver, and dispatches
-the EM map on the statistics: `jaxpref.dense.DenseTable` uses the fast fixed-table step
-of `jaxpref.dense`, anything else `jaxpref.em.step`.
+`em_map` dispatches the EM map on the statistics: `jaxpref.dense.DenseTable` uses the fast
+fixed-table step of `jaxpref.dense`, anything else `jaxpref.em.step`. The loop that runs the
+cycles (and plain EM) is `jaxpref.driver.fit`.
 
 Example:
     >>> import jax.numpy as jnp
@@ -36,15 +36,14 @@ Example:
     >>> from jaxpref.families import make_family
     >>> stats = CountStats(jnp.array([[9.0], [5.0]]), jnp.array([[10.0], [10.0]]), jnp.array([60.0, 40.0]))
     >>> config = em.EMConfig(family=make_family("beta", 16), mu_mode="prior", mu_prior=(8.0, 2.0))
-    >>> fast = fit_accelerated(em.init(config, mu=jnp.array([0.8])), stats, config)
-    >>> slow = em.fit(em.init(config, mu=jnp.array([0.8])), stats, config)
-    >>> bool(fast.converged), bool(abs(fast.objective - slow.objective) < 1e-3)
-    (True, True)
+    >>> start = em.init(config, mu=jnp.array([0.8]))
+    >>> state, step_max, info = squarem_cycle(start, jnp.ones(()), stats, config)
+    >>> bool(em.objective(state, stats, config)[1] >= info.objective)
+    True
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -63,7 +62,6 @@ __all__ = [
     "inside_bounds",
     "em_map",
     "squarem_cycle",
-    "fit_accelerated",
     "EM_STEPS_PER_ITERATION",
 ]
 
@@ -212,71 +210,3 @@ def squarem_cycle(
     )
     new_state = jax.tree.map(lambda good, fallback: jnp.where(accepted, good, fallback), stabilised, state2)
     return new_state, new_step_max, CycleInfo(info0.loglik, info0.objective, alpha, accepted)
-
-
-@functools.partial(jax.jit, static_argnames=("config", "method"))
-def fit_accelerated(
-    initial_state: em.EMState,
-    stats: Stats | dense.DenseTable,
-    config: em.EMConfig,
-    method: str = "squarem",
-) -> em.FitOutput:
-    """Runs accelerated (or plain) EM to convergence inside one `lax.while_loop`.
-
-    Stops when the objective at the start of consecutive iterations changes by at most
-    ``config.tol`` per user, or after ``config.max_iter`` iterations. Vmappable over
-    ``initial_state`` (restarts) and ``stats`` (replications), like `jaxpref.em.fit`.
-
-    Args:
-        initial_state: starting parameters.
-        stats: `CountStats`, `LabelStats`, `LogLikTable` or `jaxpref.dense.DenseTable`.
-        config: static EM configuration.
-        method: ``"squarem"`` (default) or ``"em"`` (plain EM on the same driver).
-
-    Returns:
-        A `jaxpref.em.FitOutput`. ``num_iter`` and the traces count outer iterations: one
-        SQUAREM iteration is three EM steps (`EM_STEPS_PER_ITERATION`); the traces hold the
-        objective at the start of each iteration, which never decreases.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown: choose one of {', '.join(METHODS)}")
-    dtype = initial_state.mu.dtype
-    num_users = jnp.sum(stats.multiplicity)
-    nan_trace = jnp.full((config.max_iter,), jnp.nan, dtype)
-
-    def keep_going(carry):
-        _, _, previous, current, iteration, _, _ = carry
-        changed = jnp.abs(current - previous) > config.tol * num_users
-        return (iteration < config.max_iter) & ((iteration < 2) | changed)
-
-    def body(carry):
-        state, step_max, _, current, iteration, loglik_trace, objective_trace = carry
-        if method == "squarem":
-            new_state, step_max, info = squarem_cycle(state, step_max, stats, config)
-        else:
-            new_state, info = em_map(state, stats, config)
-        return (
-            new_state,
-            step_max,
-            current,
-            info.objective,
-            iteration + 1,
-            loglik_trace.at[iteration].set(info.loglik),
-            objective_trace.at[iteration].set(info.objective),
-        )
-
-    inf = jnp.asarray(jnp.inf, dtype)
-    carry = (initial_state, jnp.ones((), dtype), -inf, -inf, jnp.zeros((), jnp.int32), nan_trace, nan_trace)
-    state, _, previous, current, iteration, loglik_trace, objective_trace = jax.lax.while_loop(
-        keep_going, body, carry
-    )
-    final_loglik, final_objective = _objective(state, stats, config)
-    converged = jnp.abs(current - previous) <= config.tol * num_users
-    return em.FitOutput(state, final_loglik, final_objective, iteration, converged, loglik_trace, objective_trace)
-
-
-def _objective(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig) -> tuple[Array, Array]:
-    if isinstance(stats, dense.DenseTable):
-        info = dense.evaluate(state, stats, config)
-        return info.loglik, info.objective
-    return em.objective(state, stats, config)

@@ -374,16 +374,17 @@ def load_preferences(
 
 
 class DegenerateDataWarning(UserWarning):
-    """The data cannot identify what is being fitted (one user, one answer everywhere, one label per user)."""
+    """The data cannot inform the fit (one user, or the same answer everywhere)."""
 
 
-def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, family: str, mu_mode: str) -> None:
-    """Warns (`DegenerateDataWarning`) when the data cannot identify the fit, whatever the optimiser reports.
+def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, mu_mode: str) -> None:
+    """Warns (`DegenerateDataWarning`) when the data cannot inform the fit, whatever the optimiser reports:
+    one user, or every label the same answer. (Too few labels per user for the family's parameters is
+    the estimator's `IdentifiabilityWarning`.)
 
     Args:
         num_pref_a: ``(num_users, num_groups)`` labels that preferred A.
         num_labels: ``(num_users, num_groups)`` labels.
-        family: the P_eta family fitted.
         mu_mode: ``known``, ``prior``, ``free`` or ``per_label``.
     """
     import warnings
@@ -392,19 +393,19 @@ def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, family: str,
     total, total_a = int(per_user.sum()), int(num_pref_a.sum())
     messages = []
     if per_user.shape[0] == 1:
-        messages.append("the data have one user: the spread of attentiveness over users (P_eta) cannot be "
-                        "estimated from one user; fit many users together")
-    if mu_mode != "per_label" and total_a == total:
-        messages.append("every label is 1 (prefers model A): nothing separates attentive from casual users; "
-                        "check that the label column holds both answers")
-    elif mu_mode != "per_label" and total_a == 0:
-        messages.append("every label is 0 (prefers model B): are A and B swapped? label 1 must mean that the "
-                        "user preferred the stronger model A")
-    if per_user.shape[0] > 1 and int(per_user.max()) == 1 and (family != "point" or mu_mode != "known"):
         messages.append(
-            f"every user has one label: only the mean attentiveness times (mu - 1/2) is identified, so "
-            f"family={family!r} with mu {mu_mode} is not; collect several labels per user, or use "
-            "family='point' with a known mu"
+            "the data have one user: the spread of attentiveness over users (P_eta) cannot be "
+            "estimated from one user; fit many users together"
+        )
+    if mu_mode != "per_label" and total_a == total:
+        messages.append(
+            "every label is 1 (prefers model A): nothing separates attentive from casual users; "
+            "check that the label column holds both answers"
+        )
+    elif mu_mode != "per_label" and total_a == 0:
+        messages.append(
+            "every label is 0 (prefers model B): are A and B swapped? label 1 must mean that the "
+            "user preferred the stronger model A"
         )
     for message in messages:
         warnings.warn(message, DegenerateDataWarning, stacklevel=3)

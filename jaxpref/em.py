@@ -1,10 +1,11 @@
-"""EM for the attentiveness model: a pure `step`, a jitted `fit`, and vmapped restarts.
+"""EM for the attentiveness model: the configuration, the state and a pure `step`.
 
 The complete data are each user's grid node g and each label's attentiveness z
-(MODEL.md). The E-step gives the posterior over nodes per user and the expected attentive
+(docs/model.md; fitting in docs/em.md). The E-step gives the posterior over nodes per user and the expected attentive
 labels; the M-step is closed form for node weights, moving nodes and mu, and a monotone
 Newton step for the Beta shapes. The objective (log-likelihood plus log-prior of mu when mu
-has a prior) never decreases.
+has a prior) never decreases. The loop that runs these steps, the Newton polish and the
+restarts live in `jaxpref.driver`.
 
 Example:
     >>> import jax.numpy as jnp
@@ -12,14 +13,13 @@ Example:
     >>> from jaxpref.families import make_family
     >>> stats = CountStats(jnp.array([[9.0], [5.0]]), jnp.array([[10.0], [10.0]]), jnp.array([60.0, 40.0]))
     >>> config = EMConfig(family=make_family("two_point", support=(0.0, 1.0)), mu_mode="known")
-    >>> result = fit(init(config, mu=jnp.array([0.9])), stats, config)
-    >>> bool(result.converged)
+    >>> state, info = step(init(config, mu=jnp.array([0.9])), stats, config)
+    >>> bool(step(state, stats, config)[1].objective >= info.objective)
     True
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -39,8 +39,6 @@ __all__ = [
     "log_prior",
     "objective",
     "step",
-    "fit",
-    "fit_restarts",
     "node_log_posterior",
 ]
 
@@ -58,8 +56,13 @@ class EMConfig(NamedTuple):
         family: the P_eta family.
         mu_mode: one of `MU_MODES`.
         mu_prior: Beta(a, b) prior on each mu (used when ``mu_mode == "prior"``).
-        tol: stop when the objective changes by less than ``tol`` per user.
-        max_iter: iteration cap (also the length of the trace).
+        tol: EM hands over to the Newton polish when the objective changes by less than
+            ``tol`` per user over one iteration.
+        max_iter: iteration cap of EM (also the length of the trace).
+        gap_tol: a fit is converged when its certificate, a bound on the objective still to
+            gain (nats, for the whole data set), is at most ``gap_tol`` (`jaxpref.polish`).
+        polish: finish with Newton steps on the exact objective (`jaxpref.polish.polish`);
+            False keeps the EM point and reports no certificate (never converged).
     """
 
     family: FamilySpec
@@ -67,6 +70,8 @@ class EMConfig(NamedTuple):
     mu_prior: tuple[float, float] = (1.0, 1.0)
     tol: float = 1e-7
     max_iter: int = 2000
+    gap_tol: float = 1e-3
+    polish: bool = True
 
     @property
     def estimates_mu(self) -> bool:
@@ -93,16 +98,19 @@ class EMInfo(NamedTuple):
 
 
 class FitOutput(NamedTuple):
-    """Result of `fit`.
+    """Result of `jaxpref.driver.fit`.
 
     Attributes:
         state: final parameters.
         loglik: observed log-likelihood at ``state``.
         objective: ``loglik`` plus the log-prior of mu (equal to loglik without a prior).
-        num_iter: EM iterations run.
-        converged: whether the tolerance was met before ``max_iter``.
-        loglik_trace: ``(max_iter,)`` log-likelihood before each iteration, NaN after the end.
-        objective_trace: ``(max_iter,)`` objective before each iteration, NaN after the end.
+        num_iter: EM iterations run (SQUAREM: cycles of three EM steps).
+        converged: whether ``optimality_gap <= config.gap_tol``.
+        loglik_trace: ``(max_iter,)`` log-likelihood before each EM iteration, NaN after the end.
+        objective_trace: ``(max_iter,)`` objective before each EM iteration, NaN after the end.
+        optimality_gap: the certificate: a bound (nats) on the objective still to gain
+            (`jaxpref.polish.certify`); NaN when the fit was not polished.
+        num_newton: Newton iterations of the polish.
     """
 
     state: EMState
@@ -112,6 +120,8 @@ class FitOutput(NamedTuple):
     converged: Array
     loglik_trace: Array
     objective_trace: Array
+    optimality_gap: Array
+    num_newton: Array
 
 
 def init(config: EMConfig, mu: Array, key: Array | None = None) -> EMState:
@@ -179,62 +189,6 @@ def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInf
             config, mu, jnp.sum(counts.attentive_pref_a, axis=0), jnp.sum(counts.attentive_pref_b, axis=0)
         )
     return EMState(new_family, mu), info
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def fit(initial_state: EMState, stats: Stats, config: EMConfig) -> FitOutput:
-    """Runs plain EM to convergence inside one `lax.while_loop`.
-
-    Stops when ``|objective_t - objective_{t-1}| <= tol * num_users`` or at ``max_iter``.
-    Vmappable over ``initial_state`` (restarts) and over ``stats`` (replications). The loop
-    is the one driver shared with SQUAREM: `jaxpref.accelerate.fit_accelerated`.
-    """
-    from jaxpref import accelerate  # accelerate builds on this module: imported here, not at the top
-
-    return accelerate.fit_accelerated(initial_state, stats, config, "em")
-
-
-@functools.partial(jax.jit, static_argnames=("config", "num_restarts", "method"))
-def fit_restarts(
-    key: Array, stats: Stats, config: EMConfig, mu: Array, num_restarts: int, method: str = "squarem"
-) -> tuple[FitOutput, FitOutput]:
-    """Runs ``num_restarts`` EM fits in one vmapped computation and keeps the best.
-
-    Restart 0 starts from the deterministic default; the others from random starts drawn
-    from distinct keys (P_eta parameters, and mu when it is estimated).
-
-    Args:
-        key: PRNG key for the random starts.
-        stats: the statistics (or a `jaxpref.dense.DenseTable`).
-        config: static configuration.
-        mu: ``(num_groups,)`` the known gap, or the starting gap when it is estimated.
-        num_restarts: number of starts (>= 1).
-        method: ``"squarem"`` (accelerated, the default) or ``"em"`` (plain EM); both run
-            on `jaxpref.accelerate.fit_accelerated` and never lower the objective.
-
-    Returns:
-        ``(best, all_fits)``: the fit with the highest final objective, and every fit
-        stacked along a leading axis of size ``num_restarts``.
-    """
-    from jaxpref import accelerate  # accelerate builds on this module: imported here, not at the top
-
-    dtype = mu.dtype
-    default = init(config, mu)
-    keys = jax.random.split(key, num_restarts)
-
-    def random_start(restart_key):
-        family_key, mu_key = jax.random.split(restart_key)
-        state = init(config, mu, family_key)
-        if config.estimates_mu:
-            state = state._replace(mu=jax.random.uniform(mu_key, mu.shape, dtype, 0.55, 0.95))
-        return state
-
-    starts = jax.vmap(random_start)(keys)
-    starts = jax.tree.map(lambda first, rest: rest.at[0].set(first), default, starts)
-    fits = jax.vmap(lambda start: accelerate.fit_accelerated(start, stats, config, method))(starts)
-    scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
-    best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
-    return best, fits
 
 
 def node_log_posterior(state: EMState, stats: Stats) -> Array:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxpref import dense, em
+from jaxpref import dense, driver, em
 from jaxpref.accelerate import METHODS
 from jaxpref.data import (
     DataError,
@@ -49,7 +50,7 @@ from jaxpref.posterior import (
     per_label_attentiveness,
     user_posterior,
 )
-from jaxpref.uncertainty import standard_errors
+from jaxpref.uncertainty import free_parameters, standard_errors
 
 __all__ = ["DTYPES", "IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
 
@@ -72,7 +73,11 @@ class AttentivenessFit:
         standard_errors: ``{name: se}`` from the observed information (NaN on an edge).
         loglik: observed log-likelihood.
         objective: loglik plus the log-prior of mu (equal to loglik without a prior).
-        num_iter, converged: EM iterations and whether ``tol`` was met.
+        num_iter: EM iterations (SQUAREM: cycles of three EM steps) before the Newton polish.
+        converged: whether the certificate ``optimality_gap`` is at most ``gap_tol``.
+        optimality_gap: a bound (nats, for the whole data set) on how much the objective could
+            still gain: the Newton decrement, or for npmle the Kiefer-Wolfowitz bound
+            (`jaxpref.polish`; docs/em.md).
         loglik_trace: ``(num_iter,)`` log-likelihood before each iteration.
         aic, bic: information criteria (BIC counts users as the sample size).
         users: per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd,
@@ -89,6 +94,7 @@ class AttentivenessFit:
     objective: float
     num_iter: int
     converged: bool
+    optimality_gap: float
     loglik_trace: np.ndarray
     aic: float
     bic: float
@@ -136,6 +142,31 @@ class AttentivenessFit:
         group = np.zeros_like(rows) if group_index is None else group_index
         return np.where(label > 0, np.asarray(if_a)[rows, group], np.asarray(if_b)[rows, group])
 
+    def wald_intervals(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals ``estimate +- z se`` of the free parameters, from `standard_errors`.
+
+        The Beta shapes are positive and skewed, so their intervals are taken on the log scale
+        (``exp(log estimate +- z se / estimate)``, by the delta method), where they cover far
+        closer to ``level``; the others are clipped to their range.
+
+        Returns:
+            A table ``name, estimate, se, lower, upper, scale`` (NaN where the SE is NaN).
+        """
+        if not 0.0 < level < 1.0:
+            raise DataError(f"level={level!r} must lie in (0, 1), e.g. 0.95")
+        names, values, _, _ = free_parameters(self.state, self.config)
+        z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+        rows = []
+        for name, value in zip(names, np.asarray(values, np.float64)):
+            se = self.standard_errors[name]
+            if name in ("alpha", "beta"):
+                half = z * se / value
+                rows.append((name, value, se, value * math.exp(-half), value * math.exp(half), "log"))
+            else:
+                low, high = (0.5, 1.0) if name.startswith("mu") else (0.0, 1.0)
+                rows.append((name, value, se, max(low, value - z * se), min(high, value + z * se), "natural"))
+        return pd.DataFrame(rows, columns=["name", "estimate", "se", "lower", "upper", "scale"])
+
     @property
     def labels(self) -> pd.DataFrame:
         """The input rows (every original column) plus ``label_attentive``, ``flip_rate``
@@ -156,6 +187,7 @@ class AttentivenessFit:
             "loglik": self.loglik,
             "n_iter": self.num_iter,
             "converged": self.converged,
+            "optimality_gap": self.optimality_gap,
             "n_users": self.data.num_users,
             "n_labels": self.data.num_labels,
             "aic": self.aic,
@@ -233,6 +265,22 @@ def _warn_not_identified(mode: str, spec: FamilySpec) -> None:
         )
 
 
+def _warn_shape_not_identified(spec: FamilySpec, num_labels: np.ndarray) -> None:
+    """With n labels per user only the first n moments of P_eta are identified: a P_eta with
+    more free parameters than the most labels any user gave is not identified by the data."""
+    most = int(num_labels.sum(axis=1).max())
+    needed = spec.num_shape_parameters
+    if needed is not None and most < needed:
+        warnings.warn(
+            f"family={spec.name!r} has {needed} free parameters but no user gave more than {most} label(s): "
+            f"with n labels per user only the first n moments of P_eta are identified, so its parameters are "
+            "not. Use a family with fewer parameters (point, or two_point with a fixed support), or data with "
+            "more labels per user.",
+            IdentifiabilityWarning,
+            stacklevel=3,
+        )
+
+
 def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
     """Orders an estimated two-point support as (lo, hi) (EM may swap the labels)."""
     if spec.name != "two_point" or spec.support is not None:
@@ -262,6 +310,12 @@ def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: Preferenc
     }
 
 
+def _to_float64(leaf: Any) -> Any:
+    """Float arrays to float64 (integer indices stay as they are)."""
+    leaf = jnp.asarray(leaf)
+    return leaf.astype(jnp.float64) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+
 def _json_key(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -279,6 +333,7 @@ def fit_attentiveness(
     seed: int = 0,
     tol: float = 1e-7,
     max_iter: int = 2000,
+    gap_tol: float = 1e-3,
     dtype: str = "float32",
     method: str = "squarem",
     user_column: str = "user",
@@ -303,12 +358,16 @@ def fit_attentiveness(
         threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
         num_restarts: EM starts run together with `jax.vmap`; the best objective is kept.
         seed: seed of the random starts.
-        tol: stop when the objective changes by less than ``tol`` per user.
-        max_iter: iteration cap.
-        dtype: ``"float32"`` (default) or ``"float64"``.
+        tol: EM hands over to the Newton polish when the objective changes by less than
+            ``tol`` per user over one iteration.
+        max_iter: EM iteration cap.
+        gap_tol: the fit is ``converged`` when its certificate (a bound on the objective
+            still to gain, nats for the whole data set) is at most ``gap_tol``.
+        dtype: ``"float32"`` (default) or ``"float64"`` for EM and the outputs; the Newton
+            polish and its certificate always run in float64.
         method: ``"squarem"`` (accelerated EM with a monotone safeguard, the default) or
-            ``"em"`` (plain EM). Both reach the same optimum; ``num_iter`` counts SQUAREM
-            cycles of three EM steps.
+            ``"em"`` (plain EM). Both end in the same polish, so they reach the same optimum;
+            ``num_iter`` counts SQUAREM cycles of three EM steps.
         user_column, label_column, p_column, group_column: column names.
 
     Returns:
@@ -326,6 +385,7 @@ def fit_attentiveness(
     if not isinstance(max_iter, int) or max_iter < 1:
         raise DataError(f"max_iter={max_iter!r} must be an integer >= 1")
     check_positive(tol, "tol")
+    check_positive(gap_tol, "gap_tol")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
@@ -339,12 +399,14 @@ def fit_attentiveness(
         )
     mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
     _warn_not_identified(mode, spec)
-    config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter)
+    config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter,
+                         gap_tol=float(gap_tol))
 
     with jax.enable_x64(dtype == "float64"):
         float_dtype = np.dtype(DTYPES[dtype])
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
-        warn_degenerate(num_pref_a, num_labels, family, mode)
+        warn_degenerate(num_pref_a, num_labels, mode)
+        _warn_shape_not_identified(spec, num_labels)
         if data.p is None:
             stats, row_of_user = compress_counts(num_pref_a, num_labels, float_dtype)
         else:
@@ -358,17 +420,23 @@ def fit_attentiveness(
             grid = em.init(config, mu_start.astype(float_dtype)).family.eta_grid
             core_stats = dense.dense_table(stats, grid)
             posterior_stats = dense.to_log_lik_table(core_stats, stats.multiplicity.shape[0])
-        best, _ = em.fit_restarts(
-            jax.random.key(seed), core_stats, config, jnp.asarray(mu_start, float_dtype), num_restarts, method
+        best, _ = driver.fit_restarts(
+            jax.random.key(seed), core_stats, config._replace(polish=False), jnp.asarray(mu_start, float_dtype),
+            num_restarts, method,
         )
-        state = _canonical_order(best.state, spec)
-        errors = standard_errors(state, stats, config)
+        with jax.enable_x64(True):
+            # Polish and certify in float64: float32 resolves an objective of 1e6 nats only to ~0.1.
+            exact_stats = jax.tree.map(_to_float64, posterior_stats)
+            result = driver.finish(jax.tree.map(_to_float64, best.state), exact_stats, config)
+            state64 = _canonical_order(result.state, spec)
+            errors = standard_errors(state64, exact_stats, config)
+            gap, loglik, objective = (float(value) for value in (result.optimality_gap, result.loglik, result.objective))
+        state = jax.tree.map(lambda leaf: jnp.asarray(leaf, float_dtype), state64)
         log_resp = em.node_log_posterior(state, posterior_stats)
         summaries = user_posterior(log_resp, state.family.eta_grid, jnp.asarray(threshold, float_dtype))
         log_resp = np.asarray(log_resp)
         summaries = {name: np.asarray(value, np.float64)[row_of_user] for name, value in summaries._asdict().items()}
 
-    loglik = float(best.loglik)
     # One parameter per free coordinate of the observed information (npmle: nodes in use - 1).
     num_params = len(errors)
     users = pd.DataFrame(
@@ -381,12 +449,13 @@ def fit_attentiveness(
     )
     trace = np.asarray(best.loglik_trace, np.float64)[: int(best.num_iter)]
     return AttentivenessFit(
-        params=_params_dict(state, spec, mode, data),
+        params=_params_dict(state64, spec, mode, data),
         standard_errors=errors,
         loglik=loglik,
-        objective=float(best.objective),
+        objective=objective,
         num_iter=int(best.num_iter),
-        converged=bool(best.converged),
+        converged=gap <= gap_tol,
+        optimality_gap=gap,
         loglik_trace=trace,
         aic=2.0 * num_params - 2.0 * loglik,
         bic=num_params * math.log(data.num_users) - 2.0 * loglik,
@@ -433,6 +502,7 @@ class AttentivenessEM:
         seed: int = 0,
         tol: float = 1e-7,
         max_iter: int = 2000,
+        gap_tol: float = 1e-3,
         dtype: str = "float32",
         method: str = "squarem",
     ):
@@ -446,6 +516,7 @@ class AttentivenessEM:
         self.seed = seed
         self.tol = tol
         self.max_iter = max_iter
+        self.gap_tol = gap_tol
         self.dtype = dtype
         self.method = method
 
@@ -455,7 +526,7 @@ class AttentivenessEM:
             name: getattr(self, name)
             for name in (
                 "family", "mu", "mu_prior", "support", "num_grid", "threshold",
-                "num_restarts", "seed", "tol", "max_iter", "dtype", "method",
+                "num_restarts", "seed", "tol", "max_iter", "gap_tol", "dtype", "method",
             )
         }
 
@@ -470,6 +541,7 @@ class AttentivenessEM:
         self.bic_ = self.result_.bic
         self.n_iter_ = self.result_.num_iter
         self.converged_ = self.result_.converged
+        self.optimality_gap_ = self.result_.optimality_gap
         self.standard_errors_ = self.result_.standard_errors
         return self
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, DataError, check_positive, count_stats, load_preferences
 from jaxpref.families import make_family
 
@@ -101,7 +101,7 @@ def profile_from_stats(
     """
 
     def at(mu):
-        best, _ = em.fit_restarts(key, stats, config, mu[None], num_restarts)
+        best, _ = driver.fit_restarts(key, stats, config, mu[None], num_restarts)
         return best.loglik
 
     return jax.vmap(at)(mu_grid)
@@ -225,15 +225,16 @@ def flat_profile(profile: MuProfile, fraction: float = FLAT_FRACTION, open_fract
     """Whether the data fail to pin mu.
 
     True when the likelihood-ratio interval of mu spans at least ``fraction`` of (1/2, 1),
-    or when it is open at the top of the grid (the data set no upper bound on mu, as with a
-    free two_point support, whose flat region starts where eta_hi reaches 1) and spans at
-    least ``open_fraction`` of (1/2, 1). A sharp interval against the top edge (a true mu
-    near 1 with a fixed support) is not flat.
+    or when it is open at an end of the grid and spans at least ``open_fraction`` of (1/2, 1):
+    open at the top, the data set no upper bound on mu (as with a free two_point support, whose
+    flat region starts where eta_hi reaches 1); open at the bottom, the data cannot tell mu from
+    1/2 (little signal, e.g. every label B, where the best fit has no attentive users and any
+    mu). A sharp interval against the top edge (a true mu near 1 with a fixed support) is not flat.
     """
     lo, hi = profile.interval
     width = (hi - lo) / 0.5
-    open_at_top = hi >= profile.mu_grid[-1]
-    return bool(width >= fraction or (open_at_top and width >= open_fraction))
+    open_at_an_end = hi >= profile.mu_grid[-1] or lo <= profile.mu_grid[0]
+    return bool(width >= fraction or (open_at_an_end and width >= open_fraction))
 
 
 def warn_if_flat(

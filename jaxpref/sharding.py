@@ -4,7 +4,7 @@ Every EM quantity is a sum over users (rows) of per-row terms, so splitting rows
 devices and all-reducing the sums gives the same fit as one device (up to the order of
 floating-point additions). `shard_stats` pads the rows to a multiple of the device count
 (padding rows have multiplicity 0) and places them with a ``NamedSharding`` over the
-``"users"`` axis; the jitted fits (`jaxpref.em.fit`, `jaxpref.accelerate.fit_accelerated`)
+``"users"`` axis; the jitted fit (`jaxpref.driver.fit`)
 then run sharded as they are: XLA's partitioner keeps the per-row work on each device and
 inserts the all-reduces (a ``psum``) for the sums. The small parameter state is replicated.
 
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxpref import accelerate, dense, em
+from jaxpref import dense, driver, em
 from jaxpref.data import CountStats
 from jaxpref.likelihood import LogLikTable
 
@@ -126,7 +126,7 @@ def fit_sharded(
     mesh: Mesh,
     method: str = "squarem",
 ) -> em.FitOutput:
-    """Shards ``stats`` over ``mesh`` and runs `jaxpref.accelerate.fit_accelerated` there.
+    """Shards ``stats`` over ``mesh`` and runs `jaxpref.driver.fit` there.
 
     Args:
         initial_state: starting parameters (replicated on every device).
@@ -140,4 +140,4 @@ def fit_sharded(
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.device_put(initial_state, replicated)
-    return accelerate.fit_accelerated(state, shard_stats(stats, mesh), config, method=method)
+    return driver.fit(state, shard_stats(stats, mesh), config, method=method)

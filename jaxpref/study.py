@@ -2,7 +2,7 @@
 
 Each replication simulates m users with n labels each from a true P_eta and gap mu
 (`jaxpref.simulate.simulate_counts`), compresses them exactly to n + 1 count rows
-(`jaxpref.data.fixed_n_counts`) and fits EM (`jaxpref.accelerate.fit_accelerated`). The
+(`jaxpref.data.fixed_n_counts`) and fits EM (`jaxpref.driver.fit`). The
 replications run under `jax.lax.map` with ``batch_size``: each batch is vmapped, batches run
 one after another, so memory is that of ``batch_size`` replications whatever R is.
 
@@ -29,7 +29,8 @@ import numpy as np
 from jax import Array
 
 from jaxpref import em
-from jaxpref.accelerate import METHODS, fit_accelerated
+from jaxpref.accelerate import METHODS
+from jaxpref.driver import fit
 from jaxpref.data import DataError, fixed_n_counts, validate_mu
 from jaxpref.simulate import EtaDistribution, simulate_counts
 
@@ -78,7 +79,7 @@ def _replicate_fits(key, mu, start_mu, num_replications, num_users, labels_per_u
 
     def one(replication_key):
         num_pref_a, _, _ = simulate_counts(replication_key, num_users, jnp.asarray(labels_per_user), mu, distribution)
-        out = fit_accelerated(initial, fixed_n_counts(num_pref_a, labels_per_user), config, method)
+        out = fit(initial, fixed_n_counts(num_pref_a, labels_per_user), config, method)
         family = out.state.family
         return (family.eta_grid, jnp.exp(family.log_weights), family.beta_shape, out.state.mu, out.objective,
                 out.num_iter, out.converged)

@@ -1,6 +1,6 @@
 """Plain NumPy/SciPy reference for `jaxpref.contracts` (deliberately independent: no JAX).
 
-Closed forms are taken from CONTRACTS.md (the jaxpref model); contracts are solved by brute
+Closed forms are taken from docs/contracts.md (the jaxpref model); contracts are solved by brute
 force: every cutoff, root finding on sums over the binomial pmf, SciPy optimisers.
 """
 

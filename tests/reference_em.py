@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp
+from scipy.special import betainc, logsumexp
 
 
 def user_log_lik(eta_grid, users, mu):
@@ -29,8 +29,11 @@ def user_log_lik(eta_grid, users, mu):
 
 
 def beta_weights(grid, alpha, beta):
-    log_density = (alpha - 1) * np.log(grid) + (beta - 1) * np.log(1 - grid)
-    return np.exp(log_density - logsumexp(log_density))
+    """Beta(alpha, beta) probabilities of the G cells around the nodes, by SciPy's regularised
+    incomplete beta function; the cell edges are (1 - cos(pi t)) / 2, t = 0, 1/G, ..., 1."""
+    edges = (1.0 - np.cos(np.pi * np.arange(len(grid) + 1) / len(grid))) / 2.0
+    np.testing.assert_allclose(grid, (edges[1:] + edges[:-1]) / 2.0, rtol=1e-6)
+    return np.diff(betainc(alpha, beta, edges))
 
 
 def loglik(eta_grid, weights, users, mu):

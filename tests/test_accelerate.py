@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from jaxpref import accelerate, dense, em
+from jaxpref import accelerate, dense, driver, em
 from jaxpref.data import CountStats
 from jaxpref.families import BETA_SHAPE_BOUNDS, make_family
 from jaxpref.likelihood import LogLikTable, marginal_loglik
@@ -75,8 +75,8 @@ def test_same_optimum_as_plain_em(family, mode, data):
         stats = as_stats(counts)
         config = config_for(family, mode, tol=1e-13, max_iter=20000)
         start = em.init(config, jnp.asarray([mu]))
-        plain = em.fit(start, stats, config)
-        fast = accelerate.fit_accelerated(start, stats, config)
+        plain = driver.fit(start, stats, config, method="em")
+        fast = driver.fit(start, stats, config)
         # The Beta M-step's Newton steps stall on a bound of the shapes wherever a path first
         # reaches it (a limitation of jaxpref.families, reported), so on-bound ends are not comparable.
         assume(bool(plain.converged) and not on_beta_bound(plain.state) and not on_beta_bound(fast.state))
@@ -107,7 +107,7 @@ def test_objective_never_decreases(family, mode, data, seed):
         stats = as_stats(counts)
         config = config_for(family, mode, max_iter=12)
         start = em.init(config, jnp.asarray([mu]), jax.random.key(seed))
-        out = accelerate.fit_accelerated(start, stats, config)
+        out = driver.fit(start, stats, config)
     trace = np.asarray(out.objective_trace)[: int(out.num_iter)]
     assert np.all(np.isfinite(trace))
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()
@@ -146,8 +146,8 @@ def test_plain_method_matches_em_fit():
     stats, mu = CountStats(jnp.asarray([[7.0], [3.0]]), jnp.asarray([[10.0], [8.0]]), jnp.asarray([5.0, 4.0])), 0.8
     config = config_for("beta", "prior", tol=1e-7, max_iter=300)
     start = em.init(config, jnp.asarray([mu]))
-    reference = em.fit(start, stats, config)
-    plain = accelerate.fit_accelerated(start, stats, config, method="em")
+    reference = driver.fit(start, stats, config, method="em")
+    plain = driver.fit(start, stats, config, method="em")
     assert int(plain.num_iter) == int(reference.num_iter)
     for ours, theirs in zip(jax.tree.leaves(plain), jax.tree.leaves(reference)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6)
@@ -158,9 +158,9 @@ def test_vmap_over_restarts_matches_single_fits():
                        jnp.asarray([5.0, 4.0, 2.0]))
     config = config_for("two_point_free", "prior", tol=1e-7, max_iter=200)
     starts = jax.vmap(lambda key: em.init(config, jnp.asarray([0.8]), key))(jax.random.split(jax.random.key(0), 3))
-    batched = jax.vmap(accelerate.fit_accelerated, in_axes=(0, None, None))(starts, stats, config)
+    batched = jax.vmap(driver.fit, in_axes=(0, None, None))(starts, stats, config)
     for index in range(3):
-        single = accelerate.fit_accelerated(jax.tree.map(lambda leaf, i=index: leaf[i], starts), stats, config)
+        single = driver.fit(jax.tree.map(lambda leaf, i=index: leaf[i], starts), stats, config)
         np.testing.assert_allclose(batched.objective[index], single.objective, rtol=1e-5)
 
 
@@ -171,8 +171,8 @@ def test_dense_table_through_the_accelerated_driver():
         table = LogLikTable(jnp.asarray(-rng.gamma(2.0, 3.0, (50, 12))), jnp.ones(50))
         config = em.EMConfig(FAMILIES["npmle"], "per_label", tol=1e-12, max_iter=2000)
         start = em.init(config, jnp.asarray([0.75]))
-        reference = accelerate.fit_accelerated(start, table, config)
-        fast = accelerate.fit_accelerated(start, dense.dense_table(table, chunk_size=16), config)
+        reference = driver.fit(start, table, config)
+        fast = driver.fit(start, dense.dense_table(table, chunk_size=16), config)
     np.testing.assert_allclose(float(fast.objective), float(reference.objective), rtol=1e-10)
     np.testing.assert_allclose(np.exp(fast.state.family.log_weights), np.exp(reference.state.family.log_weights),
                                atol=1e-6)
@@ -182,4 +182,4 @@ def test_unknown_method_is_rejected():
     config = config_for("npmle", "known")
     stats = CountStats(jnp.ones((1, 1)), jnp.ones((1, 1)), jnp.ones(1))
     with pytest.raises(ValueError, match="method='newton' is unknown"):
-        accelerate.fit_accelerated(em.init(config, jnp.asarray([0.8])), stats, config, method="newton")
+        driver.fit(em.init(config, jnp.asarray([0.8])), stats, config, method="newton")

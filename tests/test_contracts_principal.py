@@ -125,7 +125,7 @@ def test_risk_neutral_linear_attains_first_best():
 @pytest.mark.parametrize("outside_utility", [None, 0.2])
 def test_linear_gap_closed_form(outside_utility):
     """Gaussian scores, fixed a: gap = rho c'^2 / (2 u'^2 I n), u' = 1 - rho (c + u0) the marginal utility
-    at the certainty equivalent (CONTRACTS.md writes the case u' = 1, i.e. u0 = -c(a))."""
+    at the certainty equivalent (docs/contracts.md writes it with u' = 1 - rho_u (c(a) + u0))."""
     a, rho, n = 0.7, 1.5, np.array([1e8, 1e9])
     cost, marginal = a**3 / 3, a**2
     u0 = -cost if outside_utility is None else outside_utility
@@ -165,7 +165,7 @@ def test_binary_rate(binary_vs_linear):
     assert -0.6 <= fit.slope <= -0.4
     phi = 0.5 + 0.4 * a
     z = (RATE_NS * phi - np.asarray(binary.cutoff)) / np.sqrt(RATE_NS * phi * (1.0 - phi))
-    # Lenient and growing: z^2 = log(I n) + O(log log n). CONTRACTS.md §4 writes z ~ sqrt(2 log(I n)),
+    # Lenient and growing: z^2 = log(I n) + O(log log n). A first sketch wrote z ~ sqrt(2 log(I n)),
     # but its own sketch, phi(z) ~ c' / (c sqrt(I n)), gives z^2 ~ log(I n): the square root halves
     # the log. The measured slope of z^2 on log n is about 0.9.
     assert np.all(z > 0.0) and np.all(np.diff(z) > 0.0)
@@ -204,8 +204,9 @@ def test_global_ic(kind, name):
 
 
 def test_quadratic_cost_sc_linear_is_flagged_not_ic():
-    """gamma = 2 on self-consistency: beta phi(a') - c(a') is flat in a' (CONTRACTS.md §4 pitfall),
-    so the (risk-neutral) agent is indifferent and the contract is flagged; gamma = 3 is fine."""
+    """gamma = 2 on self-consistency: beta phi(a') - c(a') is flat in a'
+    (docs/contracts.md, "Global IC, checked"), so the (risk-neutral) agent is indifferent and the
+    contract is flagged; gamma = 3 is fine."""
     flat = linear_contract(economy(sc_monitor(0.15), 200, cost_power=2.0, risk_aversion=0.0), 0.6)
     assert not bool(flat.incentive_compatible)
     assert bool(

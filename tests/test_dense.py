@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from reference_em import user_log_lik
 from scipy.special import logsumexp
 
-from jaxpref import accelerate, dense, em
+from jaxpref import dense, driver, em
 from jaxpref.data import CountStats, LabelStats
 from jaxpref.families import make_family
-from jaxpref.likelihood import LogLikTable
+from jaxpref.likelihood import LogLikTable, marginal_loglik
 
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NUM_USERS, NUM_GRID = 30, 9
@@ -91,24 +91,33 @@ def test_underflowing_rows_use_the_exact_fallback(dtype):
 
 @pytest.mark.parametrize("family", ["two_point", "beta", "npmle"])
 def test_float64_fit_matches_the_log_space_path(family):
-    """A full float64 fit on the dense table agrees with the same fit on the log-space path (jaxpref.em.step)
-    to 1e-6 relative in the parameters, and reaches plain EM's objective."""
+    """A full float64 fit on the dense table agrees with the same fit on the log-space path (jaxpref.em.step):
+    the same objective, and the same fitted per-user likelihoods.
+
+    The npmle weights are not asserted: on a fine grid neighbouring nodes trade mass along a flat ridge, so
+    two fits that agree to 1e-9 in the objective can differ by 1e-6 in the weights (seen on some machines).
+    The per-user marginal likelihoods f_j are what the NPMLE pins down (the objective is strictly concave
+    in them), so they are compared instead; the identified two_point weights and Beta shapes are compared too.
+    """
     rows, labels, p = random_labels(1, num_users=200)
     spec = make_family(family, 16, (0.1, 0.9) if family == "two_point" else None)
     with jax.enable_x64(True):
         stats = LabelStats(jnp.asarray(rows, jnp.int32), jnp.asarray(labels), jnp.asarray(p), jnp.ones(200))
         config = em.EMConfig(spec, "per_label", tol=1e-13, max_iter=3000)
         start = em.init(config, jnp.asarray([0.75]))
-        plain = em.fit(start, stats, config)
-        reference = accelerate.fit_accelerated(start, stats, config)
-        fast = accelerate.fit_accelerated(start, dense.dense_table(stats, start.family.eta_grid, chunk_size=64), config)
+        plain = driver.fit(start, stats, config, method="em")
+        reference = driver.fit(start, stats, config)
+        fast = driver.fit(start, dense.dense_table(stats, start.family.eta_grid, chunk_size=64), config)
+        per_user = [np.asarray(marginal_loglik(stats, fit.state.family.eta_grid, fit.state.family.log_weights,
+                                               fit.state.mu)[0]) for fit in (reference, fast)]
     # Plain EM may stop short on npmle's flat ridge; the accelerated fits must be at least as good.
     assert float(fast.objective) >= float(plain.objective) - 1e-10 * abs(float(plain.objective))
     np.testing.assert_allclose(float(fast.objective), float(reference.objective), rtol=1e-10)
-    np.testing.assert_allclose(fast.state.family.beta_shape, reference.state.family.beta_shape, rtol=1e-6)
-    big = np.exp(np.asarray(reference.state.family.log_weights)) > 1e-3
-    np.testing.assert_allclose(np.exp(fast.state.family.log_weights)[big],
-                               np.exp(reference.state.family.log_weights)[big], rtol=1e-6)
+    np.testing.assert_allclose(per_user[1], per_user[0], atol=1e-6)
+    if family != "npmle":
+        np.testing.assert_allclose(fast.state.family.beta_shape, reference.state.family.beta_shape, rtol=1e-6)
+        np.testing.assert_allclose(np.exp(fast.state.family.log_weights),
+                                   np.exp(reference.state.family.log_weights), rtol=1e-6)
 
 
 def test_count_stats_with_known_mu_give_the_same_table():

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxpref
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, compress_counts, label_stats
 from jaxpref.families import make_family
 from jaxpref.likelihood import marginal_loglik
@@ -53,7 +53,7 @@ def per_user_stats(k, n):
 def test_objective_never_decreases(family, mode, prior, counts, mu):
     with jax.enable_x64(True):
         config = em.EMConfig(FAMILIES[family], mode, prior, tol=1e-300, max_iter=40)
-        out = em.fit(em.init(config, jnp.asarray([mu])), per_user_stats(*counts), config)
+        out = driver.fit(em.init(config, jnp.asarray([mu])), per_user_stats(*counts), config, method="em")
         trace = np.asarray(out.objective_trace)[: int(out.num_iter)]
     assert np.all(np.isfinite(trace)) and np.all(np.isnan(np.asarray(out.objective_trace)[int(out.num_iter):]))
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:])), np.diff(trace).min()
@@ -65,7 +65,7 @@ def test_objective_never_decreases(family, mode, prior, counts, mu):
 def test_objective_never_decreases_with_groups(counts, mu):
     with jax.enable_x64(True):
         config = em.EMConfig(FAMILIES["npmle"], "prior", (8.0, 2.0), tol=1e-300, max_iter=40)
-        out = em.fit(em.init(config, jnp.asarray(mu)), per_user_stats(*counts), config)
+        out = driver.fit(em.init(config, jnp.asarray(mu)), per_user_stats(*counts), config, method="em")
         trace = np.asarray(out.objective_trace)[: int(out.num_iter)]
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
 
@@ -88,8 +88,8 @@ def test_compressed_statistics_give_the_same_fit(counts, mu):
         compressed, _ = compress_counts(k.astype(int), n.astype(int), np.float64)
         config = em.EMConfig(FAMILIES["two_point_free"], "prior", (8.0, 2.0), tol=1e-300, max_iter=30)
         start = em.init(config, jnp.asarray([mu]))
-        full = em.fit(start, per_user_stats(k, n), config)
-        small = em.fit(start, jax.tree.map(jnp.asarray, compressed), config)
+        full = driver.fit(start, per_user_stats(k, n), config, method="em")
+        small = driver.fit(start, jax.tree.map(jnp.asarray, compressed), config, method="em")
     assert int(small.num_iter) == int(full.num_iter)
     np.testing.assert_allclose(small.objective_trace, full.objective_trace, rtol=1e-12)
     np.testing.assert_allclose(small.state.mu, full.state.mu, atol=1e-12)

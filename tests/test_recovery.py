@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxpref
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import histogram_counts
 from jaxpref.families import make_family
 from jaxpref.metrics import roc_auc
@@ -20,7 +20,7 @@ LABELS = 20
 def fit_counts(key, distribution, config, mu_true, mu_start):
     k, n, _ = simulate_counts(key, NUM_USERS, LABELS, jnp.asarray(mu_true), distribution)
     stats = histogram_counts(k, n, LABELS)
-    out = em.fit(em.init(config, jnp.asarray([mu_start])), stats, config)
+    out = driver.fit(em.init(config, jnp.asarray([mu_start])), stats, config, method="em")
     return out, standard_errors(out.state, stats, config)
 
 
@@ -57,7 +57,7 @@ def test_standard_errors_match_the_spread_over_replications():
         k, n, _ = replicate(jax.random.key(2), 64, 2000, 10, 0.8, distribution)
 
         def one(k, n):
-            return em.fit(em.init(config, jnp.asarray([0.7])), histogram_counts(k, n, 10), config)
+            return driver.fit(em.init(config, jnp.asarray([0.7])), histogram_counts(k, n, 10), config, method="em")
 
         fits = jax.jit(jax.vmap(one))(k, n)
         first = jax.tree.map(lambda leaf: leaf[0], fits)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpref import em
+from jaxpref import driver, em
 from jaxpref.data import CountStats, LabelStats
 from jaxpref.families import make_family
 from jaxpref.sharding import shard_stats, user_mesh
@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent(
     results["table_chunk"] = sharded_table.scaled.shape[1]
     for name, (stats, config) in cases.items():
         start = em.init(config, jnp.asarray([0.8, 0.7]))
-        single = accelerate.fit_accelerated(start, stats, config)
+        single = driver.fit(start, stats, config)
         sharded = fit_sharded(start, stats, config, mesh)
         results[name] = {
             key: [np.asarray(getattr(out, "objective")).tolist(), np.asarray(out.state.family.log_weights).tolist(),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxpref import accelerate, em
+from jaxpref import driver, em
 from jaxpref.data import DataError, compress_counts, fixed_n_counts
 from jaxpref.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
@@ -40,7 +40,7 @@ def test_batches_do_not_change_results_and_equal_a_loop_of_single_fits():
         for index, replication_key in enumerate(jax.random.split(key, 5)):
             k, n, _ = simulate_counts(replication_key, 800, jnp.asarray(12), jnp.asarray(0.8), TRUTH)
             stats, _ = compress_counts(np.asarray(k)[:, None], np.asarray(n)[:, None], np.float64)
-            single = accelerate.fit_accelerated(initial, jax.tree.map(jnp.asarray, stats), CONFIG)
+            single = driver.fit(initial, jax.tree.map(jnp.asarray, stats), CONFIG)
             assert fits[0].mu[index, 0] == pytest.approx(float(single.state.mu[0]), rel=1e-6)
             assert fits[0].objective[index] == pytest.approx(float(single.objective), rel=1e-9)
     assert fits[0].converged.all()

@@ -4,7 +4,7 @@ The questions and the [P] claims (self-consistency vs expert monitoring, their s
 complexity, gaps to the first best Θ(1/sqrt(I n log n)) for binary and Θ(1/(I n)) for linear
 contracts, linear contracts rate-optimal, exp(-Θ(n)) with discrete actions) are from Liu, Wang,
 Ma & Li, "How Humans Help LLMs: Assessing and Incentivizing Human Preference Annotators"
-(arXiv 2502.06387). The formulas are **the jaxpref model** (CONTRACTS.md), our reconstruction:
+(arXiv 2502.06387). The formulas are **the jaxpref model** (docs/contracts.md), our reconstruction:
 
 - `monitoring`: monitors as ``phi(a) = 1/2 + scale a^power``, Fisher information by autodiff,
   simulation, the estimator of the action, sample sizes, SC vs EX;

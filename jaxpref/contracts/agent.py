@@ -2,13 +2,13 @@
 
 Principal-agent structure after Liu, Wang, Ma & Li (arXiv 2502.06387): the annotator chooses a
 continuous action ``a`` (attentiveness) and is paid on a monitoring score. The functional forms
-are **the jaxpref model** (CONTRACTS.md §3), not the paper's:
+are **the jaxpref model** (docs/contracts.md), not the paper's:
 
 - CARA utility ``u(w) = (1 - exp(-rho_u w)) / rho_u`` (``rho_u = 0``: risk neutral, ``u(w) = w``),
   inverse ``h = u^{-1}``;
 - effort cost ``c(a) = kappa a^gamma / gamma``, revenue ``R(a) = r a``, outside option ``u0``;
-- limited liability ``w_K >= min_wage``. It is **on by default** (``min_wage = -5``), unlike the
-  sketch in CONTRACTS.md: CARA utility is unbounded below, so without it a binary contract with an
+- limited liability ``w_K >= min_wage``. It is **on by default** (``min_wage = -5``), unlike our
+  first sketch: CARA utility is unbounded below, so without it a binary contract with an
   extreme cutoff (bonus unless K is absurdly low) and a huge penalty approaches the first best
   (Mirrlees' unbounded-penalty construction) and the binary rate of the paper disappears. Pass
   ``min_wage=-inf`` to switch it off;
@@ -91,7 +91,8 @@ def economy(
     """Validates scalar primitives and builds an `Economy`.
 
     The default ``cost_power = 3`` keeps linear pay on self-consistency globally incentive
-    compatible; with ``cost_power = 2`` the agent's payoff is flat in the action (CONTRACTS.md §4).
+    compatible; with ``cost_power = 2`` the agent's payoff is flat in the action
+    (docs/contracts.md, "Global IC, checked").
 
     Example:
         >>> from jaxpref.contracts.monitoring import ex_monitor
@@ -240,9 +241,9 @@ def global_ic_holds(payoff: Callable[[Array], Array], a: Array, num_grid: int) -
     """Whether ``a`` is the agent's strict global best response on [0, 1].
 
     No grid action pays more than the target (up to 1e-9 relative), and actions more than two
-    grid cells away pay strictly less: a flat payoff (an indifferent agent, CONTRACTS.md §4
-    pitfall) does not count as incentive compatible. Grid only: `best_response` (with Newton)
-    verifies final contracts, and second derivatives of binomial tails are costly to compile.
+    grid cells away pay strictly less: a flat payoff (an indifferent agent, docs/contracts.md,
+    "Global IC, checked") does not count as incentive compatible. Grid only: `best_response`
+    (with Newton) verifies final contracts, and second derivatives of binomial tails are costly to compile.
     """
     grid = jnp.linspace(0.0, 1.0, num_grid)
     values = jax.vmap(payoff)(grid)

@@ -1,6 +1,6 @@
 """From the EM posterior to a contract: a bonus rule on ``P(eta >= tau | labels)`` is a binary contract.
 
-In comparison mode (MODEL.md) user j's labels say "model A" with probability
+In comparison mode (docs/model.md) user j's labels say "model A" with probability
 ``1/2 + eta_j (mu - 1/2)``: exactly the monitor `comparison_monitor(mu)` of the jaxpref
 contracts model, with ``K = k_j`` (labels for A out of ``n``) as the score. The EM already turns
 ``(k_j, n)`` into the posterior ``P(eta_j >= tau | data)``; for a fixed ``n`` and ``mu > 1/2`` that

@@ -67,7 +67,7 @@ def optimal(
     n: int = typer.Option(200, "--n", help="Monitored units per annotator."),
     risk_aversion: float = typer.Option(1.0, help="CARA coefficient of the annotator (0: risk neutral)."),
     cost_scale: float = typer.Option(1.0, help="kappa in c(a) = kappa a^gamma / gamma."),
-    cost_power: float = typer.Option(3.0, help="gamma in c(a) (>= 1; use >= 3 for SC)."),
+    cost_power: float = typer.Option(3.0, help="gamma in c(a) (>= 1; >= 3 for SC, see docs/contracts.md)."),
     revenue: float = typer.Option(1.0, help="r in the company's value R(a) = r a."),
     outside_utility: float = typer.Option(0.0, help="u0, the annotator's outside option."),
     min_wage: float = typer.Option(-5.0, help="Limited liability: every wage >= this (-inf: off)."),

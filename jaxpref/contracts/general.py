@@ -1,7 +1,7 @@
 """The optimal general contract ``w_K`` (any wage per score), by the first-order approach.
 
 Liu, Wang, Ma & Li (arXiv 2502.06387) state that linear contracts are rate-optimal among general
-contracts. Here, in **the jaxpref model** (CARA utility, CONTRACTS.md §3), the cheapest schedule
+contracts. Here, in **the jaxpref model** (CARA utility, docs/contracts.md), the cheapest schedule
 ``u_K = u(w_K)`` that implements ``a`` under IR and the *local* IC solves a convex program:
 
     min_u  sum_K p_K h(u_K)   s.t.   sum_K p_K u_K = c(a) + u0,   sum_K p_K s_K u_K = c'(a),
@@ -11,7 +11,7 @@ contracts. Here, in **the jaxpref model** (CARA utility, CONTRACTS.md §3), the 
 conditions give the Holmström–Mirrlees form ``h'(u_K) = max(lambda + mu s_K, h'(u(min_wage)))``,
 i.e. for CARA ``w_K = max(log(lambda + mu s_K) / rho_u, min_wage)``: two unknowns, found by
 damped (semi-smooth) Newton. A convex program
-solved exactly replaces the linear program sketched in CONTRACTS.md §6. The result is verified
+solved exactly replaces a linear program over the wages. The result is verified
 for global IC with `best_response`; when it passes, it is the optimal contract of any form.
 """
 

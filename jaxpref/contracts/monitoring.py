@@ -3,18 +3,18 @@
 The questions come from Liu, Wang, Ma & Li, "How Humans Help LLMs: Assessing and Incentivizing
 Human Preference Annotators" (arXiv 2502.06387): the paper compares self-consistency (SC) with
 expert-based (EX) monitoring and gives the sample complexity of both. The formulas below are
-**the jaxpref model** (our reconstruction, see CONTRACTS.md in the repository), not the paper's
+**the jaxpref model** (our reconstruction, see docs/contracts.md), not the paper's
 notation:
 
 - action ``a`` in [0, 1]: with probability ``a`` a label is given carefully, else by a coin flip
-  (the same object as the attentiveness eta of MODEL.md);
+  (the same object as the attentiveness eta of docs/model.md);
 - a monitoring unit gives a Bernoulli score with success probability ``phi(a)``; over ``n``
   units the number of successes ``K ~ Binomial(n, phi(a))`` is sufficient;
 - SC (hidden duplicate, score = the two labels agree): ``phi = 1/2 + 2 a^2 m2`` with
   ``m2 = E[delta^2]`` the annotator's own decisiveness;
 - EX (score = agrees with an expert): ``phi = 1/2 + 2 a rho`` with ``rho = E[delta delta_E]`` the
   taste alignment of annotator and expert;
-- comparison mode (label 1 = prefers the stronger model A, MODEL.md) is EX with an "expert" who
+- comparison mode (label 1 = prefers the stronger model A, docs/model.md) is EX with an "expert" who
   always says A: ``phi = 1/2 + a (mu - 1/2)``.
 
 All three are ``phi(a) = 1/2 + scale * a**power``, so a monitor is the pytree `Monitor(scale,
@@ -101,7 +101,7 @@ def comparison_monitor(mu: float) -> Monitor:
     """Comparison-mode labels (1 = preferred the stronger model A) with gap ``mu``.
 
     Args:
-        mu: probability in [0, 1] that a careful user prefers model A (MODEL.md).
+        mu: probability in [0, 1] that a careful user prefers model A (docs/model.md).
     """
     return Monitor(_check_range(mu, "mu", 0.0, 1.0, "P(careful user prefers model A)") - 0.5, 1.0)
 
@@ -122,7 +122,7 @@ def phi_ex(a: ArrayLike, rho: ArrayLike) -> Array:
 
 
 def phi_comparison(a: ArrayLike, mu: ArrayLike) -> Array:
-    """Comparison mode: ``P(label = 1) = 1/2 + a (mu - 1/2)`` (MODEL.md)."""
+    """Comparison mode: ``P(label = 1) = 1/2 + a (mu - 1/2)`` (docs/model.md)."""
     return monitor_phi(Monitor(jnp.asarray(mu) - 0.5, 1.0), a)
 
 
@@ -286,7 +286,7 @@ def sc_loglik_grid(
 ) -> Float[Array, "num_users num_grid"]:
     """Log-likelihood of duplicate-pair agreement counts on the EM's eta grid.
 
-    With shared tastes (MODEL.md, p_i = mu) self-consistency is SC with ``m2 = (mu - 1/2)^2``:
+    With shared tastes (docs/model.md, p_i = mu) self-consistency is SC with ``m2 = (mu - 1/2)^2``:
     ``c log(1/2 + 2 eta^2 (mu - 1/2)^2) + (d - c) log(1/2 - 2 eta^2 (mu - 1/2)^2)`` for ``c``
     consistent pairs out of ``d``. Add it to the EM's ``L[j, g]`` only for duplicates whose labels
     are not already counted in ``k_j`` (e.g. when the direction is unknown), never both.

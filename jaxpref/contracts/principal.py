@@ -4,7 +4,7 @@ Claims from Liu, Wang, Ma & Li (arXiv 2502.06387): with a continuous action, the
 best is Θ(1/sqrt(I n log n)) for binary contracts and Θ(1/(I n)) for linear ones (I: Fisher
 information of the monitor, n: monitored units); linear contracts are rate-optimal; with discrete
 actions binary contracts reach exp(-Θ(n)) (Frick, Iijima & Ishii, arXiv 2312.16789). The model
-that reproduces them here is **the jaxpref model** (CONTRACTS.md §3-4):
+that reproduces them here is **the jaxpref model** (docs/contracts.md, "Contracts"):
 
 - first best: the action is observed, a fixed wage ``h(c(a) + u0)`` buys it;
 - binary: utility ``u_L + D 1{K >= k}``; local IC fixes ``D = c'(a) / P_k'(a)``, IR fixes ``u_L``;
@@ -16,8 +16,8 @@ that reproduces them here is **the jaxpref model** (CONTRACTS.md §3-4):
 - second best: the best target action, by a zooming grid search over [0, 1].
 
 Two findings of the jaxpref model worth knowing: the optimal binary cutoff is lenient with
-``z = (n phi(a) - k) / sd`` growing like ``sqrt(log(I n))`` (not ``sqrt(2 log(I n))`` as the sketch
-in CONTRACTS.md §4 says: there ``phi(z) ~ c' / (c sqrt(I n))``), and the binary rate needs limited
+``z = (n phi(a) - k) / sd`` growing like ``sqrt(log(I n))`` (not ``sqrt(2 log(I n))`` as our first
+sketch of the model said: there ``phi(z) ~ c' / (c sqrt(I n))``), and the binary rate needs limited
 liability (see `jaxpref.contracts.agent`): without it extreme cutoffs with huge penalties do better.
 
 Every contract is checked for global incentive compatibility on a grid of deviations (the agent
