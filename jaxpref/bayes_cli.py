@@ -33,31 +33,40 @@ def compare_command(
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Fit each P_eta family and rank them, best first."""
-    from jaxpref.cli import parse_floats, parse_mu, user_errors
-    from jaxpref.compare import compare, ranking_json
+    from rich.console import Console
+
+    from jaxpref.cli import check_seed, parse_floats, parse_mu, use_compilation_cache, user_errors
 
     with user_errors():
-        table = compare(
-            data,
-            families,
-            method,
-            mu=parse_mu(mu),
-            mu_prior=parse_floats(mu_prior, "--mu-prior", 2),
-            support=parse_floats(support, "--support", 2),
-            num_grid=num_grid,
-            seed=seed,
-            num_warmup=warmup,
-            num_samples=samples,
-            num_chains=chains,
-            user_column=user_column,
-            label_column=label_column,
-            p_column=p_column,
-            group_column=group_column,
-        )
+        mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
+        check_seed(seed)
+        use_compilation_cache()
+        from jaxpref.compare import compare, ranking_json
+
+        status = Console(stderr=True).status(
+            f"Comparing {families} by {method} (NUTS for loo/waic can take minutes; --method bic is fast)...",
+            spinner="dots")
+        with status:
+            table = compare(
+                data,
+                families,
+                method,
+                mu=mu_value,
+                mu_prior=prior,
+                support=parse_floats(support, "--support", 2),
+                num_grid=num_grid,
+                seed=seed,
+                num_warmup=warmup,
+                num_samples=samples,
+                num_chains=chains,
+                user_column=user_column,
+                label_column=label_column,
+                p_column=p_column,
+                group_column=group_column,
+            )
     if json_output:
         typer.echo(json.dumps(ranking_json(table)))
         return
-    from rich.console import Console
     from rich.table import Table
 
     better = "higher" if table.attrs["scale"] == "elpd" else "lower"

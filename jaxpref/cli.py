@@ -1,12 +1,19 @@
-"""The ``jaxpref`` command line: simulate, fit, filter, demo.
+"""The ``jaxpref`` command line: simulate, fit, filter, compare, contracts, demo.
 
-Bad input exits with code 2 and a one-line message on stderr, never a traceback.
+Every failure the user can cause (bad data, options, paths; typer's usage errors too) exits with
+code 2 and one line on stderr naming the flag or file and the fix, never a traceback. Options and
+paths are checked before JAX is imported, so a rejected command returns at once; outputs are
+written atomically (`jaxpref.io.atomic`). Compiled XLA executables are kept in a persistent cache
+in the user's cache directory, so a second run skips most compiling; set ``JAXPREF_COMPILATION_CACHE``
+to another directory, or to ``off`` to disable it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import sys
 import time
 import warnings
@@ -16,10 +23,53 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from jaxpref.data import DataError
-from jaxpref.streaming import WRITABLE_FORMATS, can_stream, filter_stream, stream_counts
+from jaxpref.io.atomic import atomic_paths, check_output, write_frame
+from jaxpref.errors import DataError
+from jaxpref.io.tables import reading
+
+
+#: Click's exceptions, wherever this typer version takes click from (it may vendor it).
+click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad value, missing argument) as one line and exit code 2; the
+    ``contracts`` sub-app is loaded only when it is run (its package imports JAX)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY_SUBAPPS]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in LAZY_SUBAPPS:
+            return super().get_command(ctx, name)
+        import importlib
+
+        module, help_text = LAZY_SUBAPPS[name]
+        command = typer.main.get_command(importlib.import_module(module).app)
+        command.name, command.help = name, help_text
+        return command
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError:
+            result = 2  # typer has printed the help
+        except click_errors.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "jaxpref"
+            typer.echo(f"error: {error.format_message()} (see `{command} --help`)", err=True)
+            result = 2
+        except click_errors.ClickException as error:
+            typer.echo(f"error: {error.format_message()}", err=True)
+            result = error.exit_code
+        except click_errors.Abort:
+            typer.echo("aborted", err=True)
+            result = 130
+        if standalone_mode:
+            sys.exit(result or 0)
+        return result
+
 
 app = typer.Typer(
     name="jaxpref",
@@ -27,9 +77,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 console = Console(stderr=True)
 stdout = Console()
+#: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
+LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators.")}
+
+#: Choices checked before JAX is imported (tests check they match the library's).
+FAMILIES = ("point", "two_point", "beta", "npmle")
+METHODS = ("squarem", "em")
+DTYPES = ("float32", "float64")
+#: Library argument -> CLI flag, so that the library's messages name the flag on the command line.
+FLAGS = {
+    "user_column": "--user-column", "label_column": "--label-column", "p_column": "--p-column",
+    "group_column": "--group-column", "num_restarts": "--restarts", "mu_prior": "--mu-prior", "mu": "--mu",
+    "support": "--support", "num_grid": "--num-grid", "threshold": "--threshold", "seed": "--seed",
+    "dtype": "--dtype", "method": "--method", "family": "--family", "group_ids": "--group-column",
+}
+#: An argument followed by "=", or a column argument anywhere ("mu" alone is also the Greek letter).
+FLAG_PATTERN = re.compile(
+    r"(?<![-\w])(\w+_column|" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(=<name>|=|\b)"
+)
+
+
+def as_flags(message: str) -> str:
+    """``pass user_column=<name>`` -> ``pass --user-column <name>``: the library's argument names as flags."""
+    def flag(match: re.Match) -> str:
+        name, tail = match.groups()
+        if name not in FLAGS or (tail == "" and not name.endswith("_column")):
+            return match.group(0)
+        return FLAGS[name] + {"=<name>": " <name>", "=": " "}.get(tail, "")
+
+    return FLAG_PATTERN.sub(flag, message)
 
 
 @contextlib.contextmanager
@@ -37,10 +117,18 @@ def user_errors() -> Iterator[None]:
     """Turns bad-input errors into a one-line message and exit code 2."""
     try:
         yield
-    except (DataError, FileNotFoundError, typer.BadParameter) as error:
+    except (DataError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+            typer.BadParameter) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {as_flags(message)}", err=True)
         raise typer.Exit(2) from None
+
+
+def choice(value: str, choices: tuple[str, ...], flag: str) -> str:
+    """``value`` if it is one of ``choices``, else a `DataError` naming the flag."""
+    if value not in choices:
+        raise DataError(f"{flag} {value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def parse_floats(text: str | None, option: str, count: int | None = None) -> tuple[float, ...] | None:
@@ -57,14 +145,26 @@ def parse_floats(text: str | None, option: str, count: int | None = None) -> tup
 
 
 def parse_mu(text: str | None) -> Any:
-    """``--mu``: a number, ``free``, numbers per group (``0.6,0.9``) or ``group=mu`` pairs."""
+    """``--mu``: a number, ``free``, numbers per group (``0.6,0.9``) or ``group=mu`` pairs (``a=0.6``)."""
     if text is None or text == "free":
         return text
     if "=" in text:
-        pairs = dict(part.split("=", 1) for part in text.split(","))
-        return {key: parse_floats(value, "--mu", 1)[0] for key, value in pairs.items()}
+        pairs = [part.split("=", 1) for part in text.split(",")]
+        if any(len(pair) != 2 or not pair[0] for pair in pairs):
+            raise DataError(f"--mu {text!r} must be group=mu pairs separated by commas, e.g. a=0.6,b=0.9")
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise DataError(f"--mu {text!r} names a group twice: give one mu per group")
+        return {key: parse_floats(value, "--mu", 1)[0] for key, value in pairs}
     values = parse_floats(text, "--mu")
     return values[0] if len(values) == 1 else list(values)
+
+
+def check_seed(seed: int) -> int:
+    """A seed JAX's keys accept."""
+    if not -(2**63) <= seed < 2**63:
+        raise DataError(f"--seed {seed} must be a 64-bit integer, in [-2^63, 2^63)")
+    return seed
 
 
 def fit_options(
@@ -83,36 +183,66 @@ def fit_options(
     label_column: str,
     method: str,
 ) -> dict[str, Any]:
-    """Keyword arguments of `jaxpref.fit_attentiveness` from CLI strings."""
+    """Keyword arguments of `jaxpref.fit_attentiveness` from CLI strings, checked without importing JAX."""
+    mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
+    if mu_value is not None and prior is not None:
+        raise DataError("--mu fixes the gap (or 'free' asks for the MLE), so --mu-prior would be ignored: "
+                        "pass --mu or --mu-prior, not both")
+    if restarts < 1:
+        raise DataError(f"--restarts {restarts} must be at least 1")
+    if not 0.0 <= threshold <= 1.0:
+        raise DataError(f"--threshold {threshold} must lie in [0, 1]")
     return {
-        "family": family,
+        "family": choice(family, FAMILIES, "--family"),
         "support": parse_floats(support, "--support", 2),
-        "mu": parse_mu(mu),
-        "mu_prior": parse_floats(mu_prior, "--mu-prior", 2),
+        "mu": mu_value,
+        "mu_prior": prior,
         "p_column": p_column,
         "group_column": group_column,
         "num_grid": num_grid,
         "threshold": threshold,
         "num_restarts": restarts,
-        "seed": seed,
-        "dtype": dtype,
+        "seed": check_seed(seed),
+        "dtype": choice(dtype, DTYPES, "--dtype"),
         "user_column": user_column,
         "label_column": label_column,
-        "method": method,
+        "method": choice(method, METHODS, "--method"),
     }
+
+
+def use_compilation_cache() -> None:
+    """Points JAX's persistent compilation cache at the user's cache directory (``JAXPREF_COMPILATION_CACHE``
+    names another directory, or ``off`` disables it). Call before the first compile."""
+    setting = os.environ.get("JAXPREF_COMPILATION_CACHE", "")
+    if setting.lower() in ("off", "0", "false", "no"):
+        return
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return  # the user configured JAX's cache themselves
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = setting or os.path.join(base, "jaxpref", "xla")
+    with contextlib.suppress(OSError):
+        os.makedirs(path, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", path)
+        # Cache every executable: a fit's many small ones each compile in well under JAX's 1 s default.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def run_fit(data: Any, options: dict[str, Any], quiet: bool = False):
     """Fits with a progress spinner on stderr; warnings are shown as one line each."""
+    use_compilation_cache()
     from jaxpref.estimator import fit_attentiveness
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with console.status("Fitting EM (the first fit of a shape compiles)...", spinner="dots") if not quiet else contextlib.nullcontext():
+        status = console.status("Fitting EM (the first fit of a shape compiles)...", spinner="dots")
+        with status if not quiet else contextlib.nullcontext():
             result = fit_attentiveness(data, **options)
     for warning in caught:
-        console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        console.print(f"[yellow]warning:[/yellow] {as_flags(str(warning.message))}")
     if not quiet:
         console.print(f"fitted in {time.perf_counter() - start:.1f} s ({result.num_iter} EM iterations)")
     return result
@@ -137,6 +267,8 @@ MethodOption = typer.Option("squarem", "--method", help="squarem (accelerated EM
 
 def print_fit(result) -> None:
     """A readable table of the fitted parameters and diagnostics."""
+    from rich.table import Table
+
     table = Table(title=f"jaxpref EM fit: family={result.family}, mu mode={result.mu_mode}")
     table.add_column("parameter")
     table.add_column("estimate", justify="right")
@@ -169,26 +301,6 @@ def print_fit(result) -> None:
     )
 
 
-def table_format(path: Path) -> str:
-    """``parquet``, ``csv`` or ``jsonl`` from an output path's suffix, checked before any work."""
-    formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-    suffix = path.suffix.lower()
-    if suffix not in formats:
-        raise DataError(f"output {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl")
-    return formats[suffix]
-
-
-def write_table(frame, path: Path) -> None:
-    """Writes a DataFrame as parquet, CSV or JSONL by the file suffix."""
-    kind = table_format(path)
-    if kind == "parquet":
-        frame.to_parquet(path, index=False)
-    elif kind == "csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-
-
 @app.command()
 def simulate(
     users: int = typer.Option(1000, "--users", help="number of users m"),
@@ -205,16 +317,16 @@ def simulate(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out", help="labels file (.parquet/.csv/.jsonl)"),
     truth_out: Path | None = typer.Option(None, "--truth-out", help="per-user true eta file"),
+    group_column: str = typer.Option("group", "--group-column", help="group column name (with several --mu)"),
 ) -> None:
-    """Simulate users' labels from the attentiveness model."""
-    import jax
-
-    from jaxpref.simulate import simulate as simulate_labels
-
+    """Simulate users' labels from the attentiveness model (--out and --truth-out: both or neither)."""
     with user_errors():
-        table_format(out)
-        if truth_out is not None:
-            table_format(truth_out)
+        outputs = [(out, "--out")] + ([(truth_out, "--truth-out")] if truth_out else [])
+        kinds = [check_output(path, flag=flag) for path, flag in outputs]
+        if truth_out is not None and Path(truth_out).resolve() == Path(out).resolve():
+            raise DataError("--truth-out is the same file as --out: give the truth its own file")
+        if users < 1 or labels < 1:
+            raise DataError(f"--users {users} and --labels {labels} must both be at least 1")
         mu_values = parse_floats(mu, "--mu")
         family_options: dict[str, Any] = {}
         if family == "point":
@@ -225,6 +337,13 @@ def simulate(
             family_options.update(alpha=alpha, beta=beta)
         else:
             raise DataError(f"--family {family!r} must be point, two_point or beta for simulate")
+        check_seed(seed)
+        reward = parse_floats(reward_gap, "--reward-gap", 2)
+        use_compilation_cache()
+        import jax
+
+        from jaxpref.simulate import simulate as simulate_labels
+
         sim = simulate_labels(
             jax.random.key(seed),
             users,
@@ -232,12 +351,14 @@ def simulate(
             family=family,
             mu=mu_values[0] if len(mu_values) == 1 else mu_values,
             label_count="poisson" if poisson else "fixed",
-            reward_gap=parse_floats(reward_gap, "--reward-gap", 2),
+            reward_gap=reward,
             **family_options,
         )
-        write_table(sim.frame, out)
-        if truth_out is not None:
-            write_table(sim.truth, truth_out)
+        frame = sim.frame.rename(columns={"group": group_column}) if group_column != "group" else sim.frame
+        tables = [frame, sim.truth][: len(outputs)]
+        with reading(out, "write"), atomic_paths([path for path, _ in outputs]) as temporaries:
+            for table, temporary, kind in zip(tables, temporaries, kinds):
+                write_frame(table, temporary, kind)
     console.print(f"wrote {len(sim.frame):,} labels of {users:,} users to {out}")
 
 
@@ -265,23 +386,29 @@ def fit(
 ) -> None:
     """Fit the attentiveness EM and print the estimates.
 
-    Parquet, CSV and JSONL inputs (a file, or a directory of parquet files) are streamed into
-    per-user counts in batches, so memory grows with users, not labels; per-label p needs the rows.
+    Parquet, CSV and JSONL inputs (a file, or a directory of parquet files) are aggregated into
+    per-user counts without holding the rows, so memory grows with users, not labels; per-label p
+    needs the rows.
     """
     with user_errors():
-        if users_out is not None:
-            table_format(users_out)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column, method,
         )
-        if p_column is None and can_stream(data):
-            # Per-user counts suffice here: read them in batches, never holding the label rows.
+        source = data
+        if users_out is not None:
+            check_output(users_out, [source], "--users-out")
+        if p_column is None:
+            # Per-user counts suffice here: aggregate them without holding the label rows.
+            from jaxpref.streaming import stream_counts
+
             data = stream_counts(data, user_column=user_column, label_column=label_column,
                                  group_column=group_column, progress=not json_output)
         result = run_fit(data, options, quiet=json_output)
         if users_out is not None:
-            write_table(result.users, users_out)
+            from jaxpref.io.atomic import write_table
+
+            write_table(result.users, users_out, [source], "--users-out")
     if json_output:
         typer.echo(json.dumps(result.summary()))
     else:
@@ -314,30 +441,34 @@ def filter_command(
 ) -> None:
     """Fit EM, then keep the labels of the users a rule selects.
 
-    Parquet, CSV and JSONL inputs written to parquet or CSV are streamed in two passes (counts,
-    then the kept rows), so memory grows with users, not labels.
+    The input is streamed in two passes (counts, then the kept rows), so memory grows with users,
+    not labels (per-label p loads the rows). The output is written atomically, never over the input.
     """
-    from jaxpref.posterior import check_rule, filter_labels, select_users
-
     with user_errors():
-        table_format(out)
-        check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         options = fit_options(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column, method,
         )
+        check_output(out, [data], "--out")
+        from jaxpref.posterior import check_rule, filter_labels, select_users
+
+        check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         columns = {"user_column": user_column, "label_column": label_column, "group_column": group_column}
-        if p_column is None and can_stream(data) and table_format(out) in WRITABLE_FORMATS:
+        if p_column is None:
             # Two passes over the file, never holding its rows: counts -> fit -> kept rows.
+            from jaxpref.streaming import filter_stream, stream_counts
+
             result = run_fit(stream_counts(data, **columns), options)
             keep_user = select_users(result.users, rule, threshold=result.threshold if cutoff is None else cutoff,
                                      level=level, fraction=fraction)
             num_kept_users = int(keep_user.sum())
             num_kept_labels = filter_stream(data, out, result, keep_user, weights=weights, **columns)
         else:
+            from jaxpref.io.atomic import write_table
+
             result = run_fit(data, options)
             kept = filter_labels(result, rule, threshold=cutoff, level=level, fraction=fraction, weights=weights)
-            write_table(kept, out)
+            write_table(kept, out, [data], "--out")
             num_kept_users, num_kept_labels = kept[result.data.user_column].nunique(), len(kept)
     console.print(
         f"kept {num_kept_users:,} of {result.data.num_users:,} users and {num_kept_labels:,} of "
@@ -353,18 +484,18 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Simulate users, fit EM, filter, and print how well attentive users were found."""
-    from jaxpref.demo import run_demo
-
     with user_errors():
+        check_seed(seed)
+        use_compilation_cache()
+        from jaxpref.demo import run_demo
+
         run_demo(users=users, labels=labels, mu=mu, seed=seed, console=stdout)
 
 
 def _mount_subcommands() -> None:
     from jaxpref.bayes_cli import compare_command
-    from jaxpref.contracts.cli import app as contracts_app
 
     app.command("compare")(compare_command)
-    app.add_typer(contracts_app, name="contracts", help="Monitoring and incentive contracts for annotators.")
 
 
 _mount_subcommands()

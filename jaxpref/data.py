@@ -3,7 +3,7 @@
 Everything a user hands to jaxpref passes through `load_preferences`, which checks it
 once and turns it into integer-coded NumPy arrays. The JAX core never sees bad input.
 
-Sufficient statistics (MODEL.md): with one gap mu per group, a user's labels enter the
+Sufficient statistics (README, "The model"): with one gap mu per group, a user's labels enter the
 likelihood only through ``(k_jt, n_jt)``, the number of labels that preferred A and the
 number of labels in group ``t``. Users with identical count rows are merged into one row
 with a multiplicity, so EM cost per iteration depends on the number of distinct rows,
@@ -23,10 +23,13 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Float, Int
 
-from jaxpref.errors import DataError
+from jaxpref.errors import DataError, DegenerateDataWarning
+from jaxpref.io.tables import check_ids, check_labels, reading, resolve_columns, scan
 
 __all__ = [
     "DataError",
+    "DegenerateDataWarning",
+    "warn_degenerate",
     "PreferenceData",
     "UserCounts",
     "load_counts",
@@ -44,8 +47,6 @@ __all__ = [
     "check_positive",
 ]
 
-#: Column names accepted as aliases when the configured name is absent (crowd-kit style).
-USER_ALIASES = ("user", "worker", "annotator", "user_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,15 @@ class UserCounts:
     @property
     def num_labels(self) -> int:
         return int(self.label_counts.sum())
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Counts hold no label rows: a `DataError` saying what to do instead."""
+        raise DataError(
+            "this fit was made from per-user counts, which hold no label rows: per-label outputs and "
+            "filter_labels need the rows, so fit the labels themselves, or write the kept rows with "
+            "jaxpref.streaming.filter_stream"
+        )
 
     @property
     def num_users(self) -> int:
@@ -218,57 +228,54 @@ def bucket_size(size: int, minimum: int = 8) -> int:
     return three_quarters if three_quarters >= size else power
 
 
-def _read_file(path: str | os.PathLike) -> pd.DataFrame:
-    suffix = os.path.splitext(str(path))[1].lower()
-    if not os.path.exists(path):
-        raise DataError(f"data file {str(path)!r} does not exist: check the path")
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, lines=True)
-    if suffix == ".json":
-        return pd.read_json(path)
-    raise DataError(
-        f"data file {str(path)!r} has an unknown format {suffix!r}: use .parquet, .csv or .jsonl"
-    )
-
-
 def _to_pandas(data: Any) -> pd.DataFrame:
-    """Accepts pandas, polars, pyarrow, a path, or a mapping of equal-length arrays."""
+    """The caller's table as a DataFrame that the fit owns: the caller's later changes do not reach it."""
     if isinstance(data, pd.DataFrame):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        return _read_file(data)
+        # Copy-on-write (pandas >= 3) makes a shallow copy a snapshot; older pandas needs a deep copy.
+        return data.copy(deep=int(pd.__version__.split(".")[0]) < 3)
     module = type(data).__module__.split(".")[0]
-    if module == "polars":
-        return data.to_pandas()
-    if module == "pyarrow":
-        return data.to_pandas()
+    if module in ("polars", "pyarrow") and hasattr(data, "to_pandas"):
+        with reading(type(data).__name__):
+            return data.to_pandas()
     if isinstance(data, Mapping):
         lengths = {name: len(np.asarray(values).reshape(-1)) for name, values in data.items()}
         if len(set(lengths.values())) > 1:
             raise DataError(
                 f"arrays have mismatched lengths {lengths}: give one value per label in every array"
             )
-        return pd.DataFrame({name: np.asarray(values).reshape(-1) for name, values in data.items()})
+        return pd.DataFrame({name: np.array(values).reshape(-1) for name, values in data.items()})
     raise DataError(
         f"cannot read data of type {type(data).__name__}: pass a pandas/polars DataFrame, "
         "a pyarrow Table, a .parquet/.csv/.jsonl path, or a dict of arrays"
     )
 
 
-def _resolve_column(frame: pd.DataFrame, name: str, aliases: tuple[str, ...], what: str) -> str:
-    if name in frame.columns:
-        return name
-    for alias in aliases:
-        if alias in frame.columns:
-            return alias
-    raise DataError(
-        f"{what} column {name!r} not found; columns are {list(frame.columns)}: "
-        f"rename the column or pass {what}_column=<name>"
-    )
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of the first occurrence of each code, for codes numbered in order of first appearance."""
+    return np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1))
+
+
+def _code_ids(values: pd.Series, column: str, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(code per row, distinct ids)`` after `check_ids`; ids in order of first appearance, or sorted."""
+    codes, ids = pd.factorize(values, sort=False, use_na_sentinel=False)
+    check_ids(list(ids), _first_rows(codes), column)
+    if sort:
+        try:
+            order = np.argsort(np.asarray(ids), kind="stable")
+        except TypeError:
+            raise DataError(f"column {column!r} mixes ids of different types (e.g. numbers and text): "
+                            "write every id the same way") from None
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0])
+        codes, ids = rank[codes], np.asarray(ids)[order]
+    return codes.astype(np.int32), np.asarray(ids)
+
+
+def _validate_labels(values: pd.Series, column: str) -> np.ndarray:
+    numeric = pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    codes, distinct = pd.factorize(values, use_na_sentinel=False) if numeric else (np.zeros(0, np.int64), [])
+    check_labels(list(distinct), _first_rows(codes), column, numeric)
+    return values.to_numpy().astype(np.int8)
 
 
 def _check_no_nulls(values: pd.Series, column: str) -> None:
@@ -279,26 +286,6 @@ def _check_no_nulls(values: pd.Series, column: str) -> None:
             f"column {column!r} has {missing} missing (NaN/null) value(s), first at row {first}: "
             "drop or fill those rows"
         )
-
-
-def _validate_labels(values: pd.Series, column: str) -> np.ndarray:
-    _check_no_nulls(values, column)
-    if values.dtype == bool:
-        return values.to_numpy().astype(np.int8)
-    if not pd.api.types.is_numeric_dtype(values):
-        raise DataError(
-            f"column {column!r} has dtype {values.dtype}; labels must be numeric 0/1 "
-            "(1 = preferred the stronger model A)"
-        )
-    array = values.to_numpy()
-    bad = ~np.isin(array, (0, 1))
-    if bad.any():
-        examples = np.unique(array[bad])[:5].tolist()
-        raise DataError(
-            f"column {column!r} has {int(bad.sum())} value(s) outside {{0, 1}}, e.g. {examples}: "
-            "labels must be 1 (preferred model A) or 0 (preferred model B)"
-        )
-    return array.astype(np.int8)
 
 
 def _validate_probabilities(values: pd.Series, column: str) -> np.ndarray:
@@ -329,8 +316,9 @@ def load_preferences(
     Args:
         data: a pandas or polars DataFrame, a pyarrow Table, a path to a .parquet, .csv or
             .jsonl file, a dict of equal-length arrays, or an existing `PreferenceData`.
-        user_column: column of user ids (any hashable). ``worker`` / ``annotator`` are
-            accepted when ``user`` is absent, as in crowd-kit.
+        user_column: column of user ids (any hashable), kept exactly as written: from CSV and
+            JSONL files they are text (``007`` and ``7`` are two users). ``worker`` /
+            ``annotator`` are accepted when ``user`` is absent, as in crowd-kit.
         label_column: column of labels, 1 = preferred the stronger model A, 0 = model B.
         p_column: optional column of per-label probabilities in (0, 1) that an attentive
             user prefers A (e.g. a reward model's sigmoid(r_A - r_B)).
@@ -351,47 +339,72 @@ def load_preferences(
     """
     if isinstance(data, PreferenceData):
         return data
-    frame = _to_pandas(data)
-    if len(frame) == 0:
-        raise DataError("data is empty: it has no labels (rows); pass at least one labelled comparison")
-    user_aliases = USER_ALIASES if user_column == "user" else ()
-    user_column = _resolve_column(frame, user_column, user_aliases, "user")
-    label_column = _resolve_column(frame, label_column, (), "label")
-    _check_no_nulls(frame[user_column], user_column)
+    if isinstance(data, (str, os.PathLike)):
+        lazy, columns = scan(data, user_column, label_column, p_column, group_column)
+        with reading(data):
+            frame = lazy.collect().to_pandas()
+        if len(frame) == 0:
+            raise DataError(f"data file {str(data)!r} has no labels (rows): pass at least one comparison")
+    else:
+        frame = _to_pandas(data)
+        if len(frame) == 0:
+            raise DataError("data is empty: it has no labels (rows); pass at least one labelled comparison")
+        columns = resolve_columns(list(frame.columns), user_column, label_column, p_column, group_column)
+    user_column, label_column, p_column, group_column = columns.user, columns.label, columns.p, columns.group
+    user_index, user_ids = _code_ids(frame[user_column], user_column)
     label = _validate_labels(frame[label_column], label_column)
-    user_codes, user_ids = pd.factorize(frame[user_column], sort=False)
-
-    p = None
-    if p_column is not None:
-        p_column = _resolve_column(frame, p_column, (), "p")
-        p = _validate_probabilities(frame[p_column], p_column)
-
-    group_index = group_ids = None
+    p = None if p_column is None else _validate_probabilities(frame[p_column], p_column)
+    group_index, group_ids = None, None
     if group_column is not None:
-        if p_column is not None:
-            raise DataError(
-                "p_column and group_column were both given: per-label p already carries the gap "
-                "of each label; pass one of them"
-            )
-        group_column = _resolve_column(frame, group_column, (), "group")
-        _check_no_nulls(frame[group_column], group_column)
-        group_codes, group_ids = pd.factorize(frame[group_column], sort=True)
-        group_index = group_codes.astype(np.int32)
-        group_ids = np.asarray(group_ids)
+        group_index, group_ids = _code_ids(frame[group_column], group_column, sort=True)
 
     return PreferenceData(
         frame=frame,
-        user_index=user_codes.astype(np.int32),
+        user_index=user_index,
         label=label,
         p=p,
         group_index=group_index,
-        user_ids=np.asarray(user_ids),
+        user_ids=user_ids,
         group_ids=group_ids,
         user_column=user_column,
         label_column=label_column,
         p_column=p_column,
         group_column=group_column,
     )
+
+
+def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, mu_mode: str) -> None:
+    """Warns (`DegenerateDataWarning`) when the data cannot inform the fit, whatever the optimiser reports:
+    one user, or every label the same answer. (Too few labels per user for the family's parameters is
+    the estimator's `IdentifiabilityWarning`.)
+
+    Args:
+        num_pref_a: ``(num_users, num_groups)`` labels that preferred A.
+        num_labels: ``(num_users, num_groups)`` labels.
+        mu_mode: ``known``, ``prior``, ``free`` or ``per_label``.
+    """
+    import warnings
+
+    per_user = num_labels.sum(axis=1)
+    total, total_a = int(per_user.sum()), int(num_pref_a.sum())
+    messages = []
+    if per_user.shape[0] == 1:
+        messages.append(
+            "the data have one user: the spread of attentiveness over users (P_eta) cannot be "
+            "estimated from one user; fit many users together"
+        )
+    if mu_mode != "per_label" and total_a == total:
+        messages.append(
+            "every label is 1 (prefers model A): nothing separates attentive from casual users; "
+            "check that the label column holds both answers"
+        )
+    elif mu_mode != "per_label" and total_a == 0:
+        messages.append(
+            "every label is 0 (prefers model B): are A and B swapped? label 1 must mean that the "
+            "user preferred the stronger model A"
+        )
+    for message in messages:
+        warnings.warn(message, DegenerateDataWarning, stacklevel=3)
 
 
 def user_counts(data: PreferenceData | UserCounts) -> tuple[np.ndarray, np.ndarray]:

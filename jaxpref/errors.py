@@ -1,10 +1,14 @@
 """The errors and warnings jaxpref raises, below every other module (they import nothing of jaxpref)."""
 
-__all__ = ["DataError", "IdentifiabilityWarning"]
+__all__ = ["DataError", "DegenerateDataWarning", "IdentifiabilityWarning"]
 
 
 class DataError(ValueError):
     """Bad input data or options: the message names the column or argument and how to fix it."""
+
+
+class DegenerateDataWarning(UserWarning):
+    """The data cannot inform the fit (one user, or the same answer everywhere)."""
 
 
 class IdentifiabilityWarning(UserWarning):

@@ -39,6 +39,7 @@ from jaxpref.data import (
     load_preferences,
     user_counts,
     validate_mu,
+    warn_degenerate,
 )
 from jaxpref.errors import DataError, IdentifiabilityWarning
 from jaxpref.families import FamilyParams, FamilySpec, make_family
@@ -189,7 +190,7 @@ class AttentivenessFit:
 def resolve_mu(
     data: PreferenceData | UserCounts, mu: Any, mu_prior: Any, spec: FamilySpec
 ) -> tuple[str, np.ndarray, tuple[float, float]]:
-    """Returns ``(mu_mode, mu_start_per_group, prior)``."""
+    """Returns ``(mu_mode, mu_start_per_group, prior)``; conflicting options are a `DataError`."""
     if data.p is not None:
         if mu is not None or mu_prior is not None:
             raise DataError(
@@ -198,7 +199,10 @@ def resolve_mu(
         return "per_label", np.asarray([0.75]), (1.0, 1.0)
     if isinstance(mu, str) and mu != "free":
         raise DataError(f"mu={mu!r} is not understood: pass a number in (0.5, 1), a list per group, or 'free'")
-    mode = "free" if mu == "free" else ("known" if mu is not None and mu_prior is None else "prior")
+    if mu is not None and mu_prior is not None:
+        what = "mu='free' asks for the MLE" if mu == "free" else f"mu={mu!r} fixes the gap"
+        raise DataError(f"{what}, so mu_prior={mu_prior!r} would be ignored: pass mu or mu_prior, not both")
+    mode = "free" if mu == "free" else ("known" if mu is not None else "prior")
     prior = (1.0, 1.0)
     if mode == "prior":
         prior = options.PAPER_MU_PRIOR if mu_prior is None else mu_prior
@@ -208,15 +212,26 @@ def resolve_mu(
             raise DataError(f"mu_prior={mu_prior!r} must be two numbers a,b (e.g. 8,2)") from None
         prior = (check_positive(a, "mu_prior a"), check_positive(b, "mu_prior b"))
     num_groups = data.num_groups
-    if mode in ("free", "prior") and (mu is None or mu == "free"):
+    if mode != "known":
         return mode, np.full(num_groups, 0.75), prior
     if isinstance(mu, Mapping):
         if data.group_ids is None:
-            raise DataError("mu was given per group but the data have no group column: pass group_column=")
-        missing = [g for g in data.group_ids if g not in mu]
+            raise DataError("mu was given per group but the data have no group column: pass group_column=<name>")
+        # A key matches a group equal to it, or written the same way (the CLI's "0=0.6" is the group 0).
+        groups = set(data.group_ids.tolist())
+        by_text = {str(group): group for group in groups}
+        values_by_group = {}
+        for key, value in mu.items():
+            group = key if key in groups else by_text.get(str(key))  # ids are never None (checked on input)
+            if group is None or group in values_by_group:
+                known = [_json_key(g) for g in data.group_ids[:10]]
+                raise DataError(f"mu has key {key!r}, which is not a group (or names one twice); groups are {known}: "
+                                "give one mu per group")
+            values_by_group[group] = value
+        missing = [_json_key(g) for g in data.group_ids if _json_key(g) not in values_by_group]
         if missing:
             raise DataError(f"mu has no value for group(s) {missing[:5]}: give one mu per group")
-        values = validate_mu([mu[g] for g in data.group_ids])
+        values = validate_mu([values_by_group[_json_key(g)] for g in data.group_ids])
     else:
         values = validate_mu(mu)
         if values.size == 1:
@@ -383,6 +398,7 @@ def fit_attentiveness(
 
     with jax.enable_x64(dtype == "float64"):
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
+        warn_degenerate(num_pref_a, num_labels, mode)
         _warn_shape_not_identified(spec, num_labels)
         if data.p is None:
             stats, row_of_user = compress_counts(num_pref_a, num_labels, float_dtype)

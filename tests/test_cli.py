@@ -1,5 +1,6 @@
 """The command line: simulate -> fit -> filter, JSON output, and bad input (exit 2, one line)."""
 
+import os
 import json
 import subprocess
 import sys
@@ -81,14 +82,14 @@ BAD = [
     (["fit", "missing.parquet"], "does not exist"),
     (["fit", "{data}", "--mu", "0.4"], "outside (0.5, 1)"),
     (["fit", "{data}", "--mu", "abc"], "--mu"),
-    (["fit", "{data}", "--family", "gauss"], "family='gauss'"),
+    (["fit", "{data}", "--family", "gauss"], "--family 'gauss' must be one of"),
     (["fit", "{data}", "--support", "0.9"], "--support"),
     (["fit", "{data}", "--p-column", "p"], "p column 'p' not found"),
     (["fit", "{bad}"], "outside {0, 1}"),
     (["filter", "{data}", "--out", "x.txt", "--mu", "0.8"], "unknown format"),
     (["filter", "{data}", "--out", "x.csv", "--rule", "magic", "--mu", "0.8"], "rule='magic'"),
     (["simulate", "--mu", "0.3", "--out", "x.parquet"], "outside (0.5, 1)"),
-    (["simulate", "--users", "0", "--out", "x.parquet"], "num_users=0"),
+    (["simulate", "--users", "0", "--out", "x.parquet"], "--users 0"),
 ]
 
 
@@ -116,3 +117,47 @@ def test_demo_runs_and_finds_attentive_users():
     result = runner.invoke(app, ["demo", "--users", "600", "--labels", "20"])
     assert result.exit_code == 0, result.output
     assert "AUC" in result.stdout and "Recovered parameters" in result.stdout
+
+
+def test_cli_choices_match_the_library():
+    """The CLI checks these before importing JAX, so it keeps its own copies; they must not drift."""
+    from jaxpref import cli
+    from jaxpref.accelerate import METHODS
+    from jaxpref.estimator import DTYPES
+    from jaxpref.families import FAMILIES
+
+    assert cli.FAMILIES == FAMILIES and set(cli.METHODS) == set(METHODS) and set(cli.DTYPES) == set(DTYPES)
+
+
+def test_rejected_option_and_help_do_not_import_jax():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom jaxpref.cli import app\n"
+            "assert CliRunner().invoke(app, ['fit', 'x.csv', '--family', 'gauss']).exit_code == 2\n"
+            "assert CliRunner().invoke(app, ['fit', 'x.csv', '--nope']).exit_code == 2\n"
+            "print(sorted(m for m in ('jax', 'pandas', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_compilation_cache_is_used_and_can_be_turned_off(tmp_path):
+    data = tmp_path / "small.csv"
+    data.write_text("user,label\n" + "".join(f"u{i % 6},{i % 3 % 2}\n" for i in range(30)))
+    cache = tmp_path / "xla"
+    env = {**os.environ, "JAXPREF_COMPILATION_CACHE": str(cache)}
+    subprocess.run([sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"], env=env,
+                   check=True, capture_output=True)
+    assert any(cache.iterdir())
+    off = tmp_path / "off"
+    env = {**os.environ, "JAXPREF_COMPILATION_CACHE": "off", "XDG_CACHE_HOME": str(off)}
+    subprocess.run([sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"], env=env,
+                   check=True, capture_output=True)
+    assert not off.exists()
+
+
+@pytest.mark.parametrize("arguments, flag, argument", [
+    (["--user-column", "who"], "--user-column <name>", "user_column"),
+    (["--restarts", "0"], "--restarts", "num_restarts"),
+    (["--mu", "0.3"], "--mu 0.3", "mu="),
+])
+def test_messages_name_flags_not_library_arguments(labels_file, arguments, flag, argument):
+    result = runner.invoke(app, ["fit", str(labels_file[0]), *arguments])
+    assert result.exit_code == 2 and flag in result.stderr and argument not in result.stderr

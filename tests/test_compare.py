@@ -112,7 +112,7 @@ def test_cli_json(cli_app, separated_frames, tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--method", "aic"], "method="),
+        (["--method", "aic"], "--method 'aic'"),
         (["--families", "point,cauchy"], "unknown"),
         (["--mu", "abc"], "--mu"),
         (["--mu", "0.3"], "outside"),

@@ -50,7 +50,7 @@ def test_streamed_file_fit_equals_the_rows_fit(tmp_path):
     path = tmp_path / "labels.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     options = dict(family="two_point", support=(0.1, 0.9), group_column="topic", dtype="float64")
-    streamed = fit_attentiveness(stream_counts(path, group_column="topic", batch_size=97, progress=False),
+    streamed = fit_attentiveness(stream_counts(path, group_column="topic", progress=False),
                                  **{**options, "group_column": None})
     from_rows = fit_attentiveness(frame, **options)
     assert streamed.params["mu"] == pytest.approx(from_rows.params["mu"], rel=1e-9)
@@ -108,12 +108,11 @@ def test_streamed_filter_writes_the_in_memory_filter_rows(tmp_path, suffix, grou
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     options = dict(family="npmle", num_grid=16, group_column=group_column)
     in_memory = filter_labels(fit_attentiveness(frame, **options), "eta_mean", threshold=0.4, weights=True)
-    counts = stream_counts(path, group_column=group_column, batch_size=101, progress=False)
+    counts = stream_counts(path, group_column=group_column, progress=False)
     fit = fit_attentiveness(counts, **{**options, "group_column": None})
     keep = select_users(fit.users, "eta_mean", threshold=0.4)
     out = tmp_path / f"kept{suffix}"
-    written = filter_stream(path, out, fit, keep, weights=True, group_column=group_column, batch_size=101,
-                            progress=False)
+    written = filter_stream(path, out, fit, keep, weights=True, group_column=group_column, progress=False)
     streamed = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
     assert written == len(in_memory) == len(streamed) and 0 < written < len(frame)
     pd.testing.assert_frame_equal(streamed, in_memory.reset_index(drop=True), check_dtype=False, atol=1e-6)
@@ -124,10 +123,11 @@ def test_streamed_filter_refuses_data_the_fit_has_not_seen(tmp_path):
     path = tmp_path / "labels.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
     fit = fit_attentiveness(load_counts([3], [4], user_ids=["someone else"]), mu=0.8)
-    with pytest.raises(DataError, match="not seen"):
+    with pytest.raises(DataError, match="changed between the passes"):
         filter_stream(path, tmp_path / "out.parquet", fit, np.ones(1, bool), progress=False)
-    with pytest.raises(DataError, match="must be .parquet or .csv"):
-        filter_stream(path, tmp_path / "out.jsonl", fit, np.ones(1, bool), progress=False)
+    assert not (tmp_path / "out.parquet").exists()
+    with pytest.raises(DataError, match="unknown format '.txt'"):
+        filter_stream(path, tmp_path / "out.txt", fit, np.ones(1, bool), progress=False)
 
 
 def test_cli_filter_streams_parquet_like_the_in_memory_filter(tmp_path):

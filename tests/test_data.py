@@ -57,10 +57,10 @@ def test_boolean_labels_are_accepted():
 
 BAD_INPUTS = [
     ("empty", FRAME.iloc[:0], {}, "empty"),
-    ("label outside 0/1", FRAME.assign(label=[1, 0, 2, 1, 1]), {}, r"column 'label' has 1 value\(s\) outside \{0, 1\}"),
-    ("label NaN", FRAME.assign(label=[1, 0, np.nan, 1, 1]), {}, "column 'label' has 1 missing"),
-    ("label strings", FRAME.assign(label=["A", "B", "A", "A", "A"]), {}, "column 'label' has dtype"),
-    ("user null", FRAME.assign(user=["b", None, "b", "c", "a"]), {}, "column 'user' has 1 missing"),
+    ("label outside 0/1", FRAME.assign(label=[1, 0, 2, 1, 1]), {}, r"column 'label' has values outside \{0, 1\}, e.g. \[2\], first at row 2"),
+    ("label NaN", FRAME.assign(label=[1, 0, np.nan, 1, 1]), {}, "column 'label' has a missing .* label at row 2"),
+    ("label strings", FRAME.assign(label=["A", "B", "A", "A", "A"]), {}, "column 'label' is not numeric"),
+    ("user null", FRAME.assign(user=["b", None, "b", "c", "a"]), {}, "column 'user' has a missing or empty id at row 1"),
     ("p outside", FRAME.assign(p=[0.7, 1.0, 0.9, 0.6, 0.7]), {"p_column": "p"}, r"column 'p' .* outside the open interval"),
     ("p NaN", FRAME.assign(p=[0.7, np.nan, 0.9, 0.6, 0.7]), {"p_column": "p"}, "column 'p' has 1 missing"),
     ("unknown label column", FRAME, {"label_column": "choice"}, "label column 'choice' not found"),

@@ -22,3 +22,33 @@ def test_readme_examples_run():
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["fits"].state.mu.shape == (100, 1)
     assert len(namespace["kept"]) > 0
+
+
+def command_lines(block: str) -> list[str]:
+    """The block's commands, continuation lines joined and trailing comments dropped."""
+    lines = block.replace("\\\n", " ").splitlines()
+    return [re.split(r"\s+#", line)[0].strip() for line in lines if line.strip()]
+
+
+def test_readme_cli_block_runs_as_written_in_an_empty_directory(tmp_path, monkeypatch):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from jaxpref.cli import app
+
+    block = re.search(r"## Command line.*?```bash\n(.*?)```", README, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JAXPREF_COMPILATION_CACHE", "off")
+    runner = CliRunner()
+    lines = command_lines(block)
+    assert len(lines) >= 10
+    for line in lines:
+        for command in line.split("&&"):
+            words = shlex.split(command)
+            if words[:2] == ["mkdir", "-p"]:
+                Path(words[2]).mkdir(parents=True, exist_ok=True)
+                continue
+            assert words[0] == "jaxpref", line
+            result = runner.invoke(app, words[1:])
+            assert result.exit_code == 0, f"{line}\n{result.output}"

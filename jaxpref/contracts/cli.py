@@ -14,22 +14,9 @@ import math
 from enum import Enum
 from typing import Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
-
-from jaxpref.contracts.agent import economy
-from jaxpref.contracts.monitoring import (
-    Monitor,
-    comparison_monitor,
-    crossover_action,
-    ex_monitor,
-    monitor_fisher,
-    sample_complexity,
-    sc_monitor,
-)
-from jaxpref.contracts.principal import binary_contract, first_best, linear_contract, second_best
 
 __all__ = ["app"]
 
@@ -47,7 +34,10 @@ class MonitorKind(str, Enum):
     comparison = "comparison"
 
 
-def _monitor(kind: MonitorKind, m2: float, rho: float, mu: float) -> Monitor:
+def _monitor(kind: MonitorKind, m2: float, rho: float, mu: float) -> Any:
+    # The contract modules import JAX: loaded only once the options parsed, so a rejected option returns at once.
+    from jaxpref.contracts.monitoring import comparison_monitor, ex_monitor, sc_monitor
+
     builders = {
         MonitorKind.sc: (sc_monitor, m2, "--m2"),
         MonitorKind.ex: (ex_monitor, rho, "--rho"),
@@ -86,7 +76,13 @@ def optimal(
     """First best and the optimal binary and linear contracts for one annotator."""
     if n < 1:
         raise typer.BadParameter(f"must be a positive integer, got {n}", param_hint="--n")
+    from jaxpref.contracts.agent import economy
+    from jaxpref.contracts.monitoring import monitor_fisher
+    from jaxpref.contracts.principal import binary_contract, first_best, linear_contract, second_best
+
     chosen_monitor = _monitor(monitor, m2, rho, mu)
+    status = Console(stderr=True).status("Solving for the optimal contracts...", spinner="dots")
+    status.start()
     try:
         econ = economy(
             chosen_monitor,
@@ -99,6 +95,7 @@ def optimal(
             min_wage=min_wage,
         )
     except ValueError as error:
+        status.stop()
         raise typer.BadParameter(str(error)) from None
     first = first_best(econ)
     rows: list[dict[str, Any]] = [
@@ -134,6 +131,7 @@ def optimal(
             }
         )
     information = _number(monitor_fisher(chosen_monitor, first.action))
+    status.stop()
     if as_json:
         typer.echo(
             json.dumps(
@@ -169,6 +167,10 @@ def sample_size(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Monitored units needed to estimate the action: self-consistency vs expert agreement."""
+    import numpy as np
+
+    from jaxpref.contracts.monitoring import crossover_action, ex_monitor, sample_complexity, sc_monitor
+
     try:
         grid = np.array([float(value) for value in actions.split(",")])
     except ValueError:
