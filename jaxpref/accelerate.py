@@ -55,7 +55,6 @@ from jaxpref.families import BETA_SHAPE_BOUNDS, FamilyParams, beta_log_weights
 from jaxpref.likelihood import Stats, safe_log
 
 __all__ = [
-    "METHODS",
     "Coordinates",
     "to_coordinates",
     "from_coordinates",
@@ -64,8 +63,6 @@ __all__ = [
     "squarem_cycle",
     "EM_STEPS_PER_ITERATION",
 ]
-
-METHODS = ("squarem", "em")
 
 #: EM-map evaluations per outer iteration of each method (the unit of cost).
 EM_STEPS_PER_ITERATION = {"squarem": 3, "em": 1}

@@ -25,9 +25,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from jaxpref.io.atomic import atomic_paths, check_output, write_frame
 from jaxpref.errors import DataError
+from jaxpref.io.atomic import atomic_paths, check_output, write_frame
 from jaxpref.io.tables import reading
+# The choices are checked before JAX is imported: jaxpref.options needs only NumPy.
+from jaxpref.options import DTYPES, FAMILIES, METHODS
 
 
 #: Click's exceptions, wherever this typer version takes click from (it may vendor it).
@@ -84,10 +86,6 @@ stdout = Console()
 #: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
 LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators.")}
 
-#: Choices checked before JAX is imported (tests check they match the library's).
-FAMILIES = ("point", "two_point", "beta", "npmle")
-METHODS = ("squarem", "em")
-DTYPES = ("float32", "float64")
 #: Library argument -> CLI flag, so that the library's messages name the flag on the command line.
 FLAGS = {
     "user_column": "--user-column", "label_column": "--label-column", "p_column": "--p-column",

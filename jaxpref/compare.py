@@ -30,7 +30,7 @@ import pandas as pd
 
 from jaxpref.data import load_preferences
 from jaxpref.errors import DataError
-from jaxpref.families import FAMILIES
+from jaxpref.options import FAMILIES
 
 __all__ = ["METHODS", "compare", "ranking_json"]
 

@@ -31,9 +31,10 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from jaxpref import dense, em, polish
-from jaxpref.accelerate import METHODS, em_map, squarem_cycle
+from jaxpref.accelerate import em_map, squarem_cycle
 from jaxpref.families import boundary_params
 from jaxpref.likelihood import Stats
+from jaxpref.options import METHODS
 
 __all__ = ["fit", "fit_restarts", "finish", "boundary_start"]
 

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from jaxpref import dense, driver, em, options
-from jaxpref.accelerate import METHODS
 from jaxpref.data import (
     PreferenceData,
     UserCounts,
@@ -372,8 +371,8 @@ def fit_attentiveness(
         DataError: on bad data or options (the message names the argument and the fix).
     """
     float_dtype = options.float_dtype(dtype)
-    if method not in METHODS:
-        raise DataError(f"method={method!r} must be one of {', '.join(METHODS)}")
+    if method not in options.METHODS:
+        raise DataError(f"method={method!r} must be one of {', '.join(options.METHODS)}")
     if not isinstance(num_restarts, int) or num_restarts < 1:
         raise DataError(f"num_restarts={num_restarts!r} must be an integer >= 1")
     if not isinstance(max_iter, int) or max_iter < 1:

@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref.errors import DataError
+from jaxpref.options import FAMILIES
 from jaxpref.likelihood import ExpectedCounts, safe_log
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "boundary_params",
 ]
 
-FAMILIES = ("point", "two_point", "beta", "npmle")
 
 #: Bounds on Beta shape parameters during estimation; they keep the grid weights finite.
 BETA_SHAPE_BOUNDS = (1e-2, 1e3)

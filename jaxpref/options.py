@@ -1,11 +1,19 @@
-"""Options shared by every fitting entry point, validated in one place (imports only `jaxpref.errors`)."""
+"""Options shared by every fitting entry point, validated in one place.
+
+It imports only NumPy and `jaxpref.errors`, so the command line can check options against it
+before JAX loads.
+"""
 
 import numpy as np
 
 from jaxpref.errors import DataError
 
-__all__ = ["DTYPES", "PAPER_MU_PRIOR", "float_dtype"]
+__all__ = ["FAMILIES", "METHODS", "DTYPES", "PAPER_MU_PRIOR", "float_dtype"]
 
+#: The P_eta families (`jaxpref.families`).
+FAMILIES = ("point", "two_point", "beta", "npmle")
+#: EM methods (`jaxpref.driver.fit`): SQUAREM-accelerated or plain EM.
+METHODS = ("squarem", "em")
 #: Float precisions a fit can run in.
 DTYPES = ("float32", "float64")
 #: The paper's "Prior" setting for mu: Beta(8, 2).

@@ -23,7 +23,7 @@ import pandas as pd
 from jaxtyping import Array
 
 from jaxpref.data import DataError, check_positive, validate_mu
-from jaxpref.families import FAMILIES
+from jaxpref.options import FAMILIES
 
 __all__ = ["EtaDistribution", "eta_distribution", "sample_eta", "Simulation", "simulate", "simulate_counts", "replicate"]
 

@@ -29,10 +29,10 @@ import numpy as np
 from jax import Array
 
 from jaxpref import em
-from jaxpref.accelerate import METHODS
 from jaxpref.driver import fit
 from jaxpref.data import fixed_n_counts, validate_mu
 from jaxpref.errors import DataError
+from jaxpref.options import METHODS
 from jaxpref.simulate import EtaDistribution, simulate_counts
 
 __all__ = ["StudyFits", "replicate_fits", "default_batch_size"]
