@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from jaxpref.bayes_cli import compare_command
+from jaxpref.cli import compare_command
 from jaxpref.compare import compare, ranking_json
 from jaxpref.data import DataError
 from jaxpref.simulate import simulate
