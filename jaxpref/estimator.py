@@ -346,7 +346,7 @@ def fit_attentiveness(
             order or a ``{group: mu}`` dict), ``"free"`` for the MLE (warns: weakly or not
             identified), or None for MAP under ``mu_prior``.
         mu_prior: Beta(a, b) prior on mu; default with ``mu=None`` is the paper's (8, 2).
-            With a numeric ``mu`` it is used as the starting value of the MAP search.
+            Giving it with a numeric ``mu`` or ``mu="free"`` is an error (conflicting options).
         support: fixed ``(lo, hi)`` for ``two_point``; None estimates it.
         num_grid: grid size G for ``beta`` and ``npmle``.
         threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
@@ -379,9 +379,11 @@ def fit_attentiveness(
         raise DataError(f"max_iter={max_iter!r} must be an integer >= 1")
     check_positive(tol, "tol")
     check_positive(gap_tol, "gap_tol")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
+        raise DataError(f"threshold={threshold!r} must be a number in [0, 1]")
     threshold = float(threshold)
-    if not 0.0 <= threshold <= 1.0:
-        raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= seed < 2**63:
+        raise DataError(f"seed={seed!r} must be a 64-bit integer, in [-2^63, 2^63)")
     spec = make_family(family, num_grid, support)
     if isinstance(data, UserCounts):
         if p_column is not None:
