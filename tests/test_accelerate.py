@@ -95,7 +95,10 @@ def test_same_optimum_as_plain_em(family, mode, data):
         # mu free with a moving node is a ridge: only eta * (mu - 1/2) is identified.
         identified = [float(f.state.family.eta_grid[0] * (f.state.mu[0] - 0.5)) for f in (plain, fast)]
         np.testing.assert_allclose(identified[1], identified[0], atol=1e-3)
-    if family in ("two_point_fixed", "beta"):
+    if family == "two_point_fixed":
+        # One weight on a fixed support: identified. (Beta shapes on 24 users sit on a flat ridge: two
+        # certified fits can differ by 0.01 in node weights, so for beta only the certified quantities,
+        # objective and per-user likelihoods, are compared.)
         np.testing.assert_allclose(np.exp(fast.state.family.log_weights), np.exp(plain.state.family.log_weights),
                                    atol=2e-3)
         np.testing.assert_allclose(fast.state.family.eta_grid, plain.state.family.eta_grid, atol=2e-3)
