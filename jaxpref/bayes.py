@@ -1,6 +1,6 @@
 """The Bayesian variant in NumPyro: the same likelihood as EM, with priors and full posteriors.
 
-Two forms of one model (MODEL.md, "The Bayesian variant"):
+Two forms of one model (docs/identifiability.md, "The Bayesian variant"):
 
 - ``form="marginal"`` (default): eta is summed out on the family's grid, exactly as in EM
   (`jaxpref.likelihood.marginal_loglik` on the compressed `CountStats`), so NUTS only sees the

@@ -1,6 +1,6 @@
 """Identifiability of mu: the profile log-likelihood and a flatness check.
 
-Only ``delta_j = eta_j (mu - 1/2)`` enters the likelihood (MODEL.md, "Identifiability"), so
+Only ``delta_j = eta_j (mu - 1/2)`` enters the likelihood (docs/identifiability.md), so
 with a free P_eta support, ``(eta, mu)`` and ``(c eta, 1/2 + (mu - 1/2) / c)`` fit equally
 well and mu is pinned only by the edge ``eta <= 1`` or by a prior. The profile
 

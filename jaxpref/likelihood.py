@@ -1,6 +1,6 @@
 """The comparison-mode likelihood on an eta grid: one implementation for EM, Bayes and outputs.
 
-For user (row) j and grid node g (MODEL.md):
+For user (row) j and grid node g (docs/model.md):
 
     L[j, g] = sum_i log P(y_i | eta_g),   P(y_i = 1 | eta) = 1/2 + eta (p_i - 1/2)
 

@@ -1,4 +1,4 @@
-"""The generative model of MODEL.md, with explicit PRNG keys.
+"""The generative model of docs/model.md, with explicit PRNG keys.
 
     eta_j ~ P_eta;   z_i ~ Bernoulli(eta_j);   y_i ~ Bernoulli(p_i) if z_i else Bernoulli(1/2)
 

@@ -114,7 +114,7 @@ def standard_errors(state: EMState, stats: Stats, config: EMConfig) -> dict[str,
     if not names:
         return {}
     if config.mu_mode == "free" and config.family.moving_nodes:
-        # Not identified (MODEL.md): the likelihood depends on eta * (mu - 1/2) only, so the
+        # Not identified (docs/identifiability.md): the likelihood depends on eta * (mu - 1/2) only, so the
         # information is singular in theory; numerically it is merely ill-conditioned.
         return dict.fromkeys(names, float("nan"))
 
