@@ -180,5 +180,6 @@ def fit_restarts(
     fits = jax.vmap(one)(starts)
     scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
     best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
-    best = _finish(best.state, stats, config, best.num_iter, best.loglik_trace, best.objective_trace)
+    if config.polish:  # unpolished, the best start's fit is final as it stands
+        best = _finish(best.state, stats, config, best.num_iter, best.loglik_trace, best.objective_trace)
     return best, fits
