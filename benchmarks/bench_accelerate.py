@@ -31,9 +31,9 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref import accelerate, driver, em
-from jaxpref.data import compress_counts
-from jaxpref.families import make_family
+from jaxpref.core import accelerate, driver, em
+from jaxpref.io.data import compress_counts
+from jaxpref.core.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
 
 PRIORS = {"known": (1.0, 1.0), "prior": (8.0, 2.0), "free": (1.0, 1.0)}

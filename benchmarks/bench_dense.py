@@ -4,8 +4,8 @@ Per-label p makes the (users x grid) table L uncompressible. Three implementatio
 iteration on a fixed L, side by side in one process:
 
 - ``numpy``: plain NumPy log-sum-exp (float64), the baseline (`benchmarks.numpy_em`);
-- ``logspace``: jaxpref's general step (`jaxpref.em.step` on a `LogLikTable`), jitted;
-- ``dense``: `jaxpref.dense.step`, two matrix-vector products per user chunk, no exp of L.
+- ``logspace``: jaxpref's general step (`jaxpref.core.em.step` on a `LogLikTable`), jitted;
+- ``dense``: `jaxpref.core.dense.step`, two matrix-vector products per user chunk, no exp of L.
 
 Bounds: the dense iteration does ``4 m G`` flops and must read the ``m G`` table once, so
 its floor is max(flops / peak flops, bytes / bandwidth), with peak flops measured by a large
@@ -34,9 +34,9 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref import dense, em
-from jaxpref.families import make_family
-from jaxpref.likelihood import LogLikTable
+from jaxpref.core import dense, em
+from jaxpref.core.families import make_family
+from jaxpref.core.likelihood import LogLikTable
 
 
 def machine_ceilings(size: int) -> dict[str, float]:

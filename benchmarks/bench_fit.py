@@ -4,10 +4,10 @@ Every cell (method, m, n) fits the same model to the same simulated users: two_p
 fixed support (0.1, 0.9), 40 % attentive (eta = 0.9), mu = 0.8, n labels per user (or
 ``1 + Poisson(n - 1)``); mu is estimated as the MAP under the Beta(8, 2) prior.
 
-- ``jaxpref_compressed``: `jaxpref.data.compress_counts` (in slices of 1e7 users, merged) and
-  `jaxpref.driver.fit` (SQUAREM, float32). ``fit_s`` includes the compression
+- ``jaxpref_compressed``: `jaxpref.io.data.compress_counts` (in slices of 1e7 users, merged) and
+  `jaxpref.core.driver.fit` (SQUAREM, float32). ``fit_s`` includes the compression
   (``stats_s``); ``compile_s`` is the first call's excess over the median of the repeats.
-- ``jaxpref_per_user``: one `CountStats` row per user, padded to `jaxpref.data.bucket_size` rows
+- ``jaxpref_per_user``: one `CountStats` row per user, padded to `jaxpref.io.data.bucket_size` rows
   (the path when counts do not compress, e.g. per-label p): the kernel runs on m rows.
 - ``numpy_compressed`` / ``numpy_per_user``: `benchmarks.numpy_em` (plain EM, float64) on the
   same compressed rows / on one row per user.
@@ -20,7 +20,7 @@ fixed support (0.1, 0.9), 40 % attentive (eta = 0.9), mu = 0.8, n labels per use
   `MACE_TASK_SIZE` labels, like prompts drawn at random. A worker's competence is
   ``spamming_[:, 1]``, the posterior probability of not spamming (the column that multiplies
   ``label == truth`` in MACE's E-step); its AUC for the attentive users is reported.
-- ``nuts``: `jaxpref.bayes.fit_bayes` (marginalised model, NUTS) on the label rows; ``mu_hat`` is
+- ``nuts``: `jaxpref.bayes.model.fit_bayes` (marginalised model, NUTS) on the label rows; ``mu_hat`` is
   the posterior mean of mu. One call, including NumPyro's compilation and the data checks.
 
 MACE and NUTS rows also carry, on the same users, the AUC of jaxpref's posterior mean eta,
@@ -58,11 +58,11 @@ import pandas as pd
 
 from benchmarks import numpy_em
 from benchmarks.common import RESULTS, machine, markdown_table, new_figure, save_figure, write_results
-from jaxpref import driver, em
-from jaxpref.data import CountStats, bucket_size, compress_counts
-from jaxpref.families import make_family
+from jaxpref.core import driver, em
+from jaxpref.io.data import CountStats, bucket_size, compress_counts
+from jaxpref.core.families import make_family
 from jaxpref.metrics import roc_auc
-from jaxpref.posterior import user_posterior
+from jaxpref.core.posterior import user_posterior
 from jaxpref.simulate import eta_distribution, simulate_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,7 +307,7 @@ def run_mace(k: np.ndarray, n: np.ndarray, cell: dict):
 
 
 def run_nuts(k: np.ndarray, n: np.ndarray, cell: dict):
-    from jaxpref.bayes import fit_bayes
+    from jaxpref.bayes.model import fit_bayes
 
     user, chose_a = label_rows(k, n)
     frame = pd.DataFrame({"user": user, "label": chose_a.astype(np.int8)})

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from jaxpref.streaming import stream_counts
+from jaxpref.scale.streaming import stream_counts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,6 +1,6 @@
 """Scale: parquet end to end, replications per second, compile vs run time, float32 vs float64.
 
-1. End to end from parquet: labels per second for streaming ingestion (`jaxpref.streaming`)
+1. End to end from parquet: labels per second for streaming ingestion (`jaxpref.scale.streaming`)
    plus the accelerated fit, the share of time in each, and ingestion's speed beside three
    ceilings measured on the same file: reading its bytes cold (evicted from the page cache
    with ``posix_fadvise``) and warm, and a multi-threaded ``pyarrow.parquet.read_table`` of
@@ -40,12 +40,12 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref import driver, em
+from jaxpref.core import driver, em
 from jaxpref.estimator import fit_attentiveness
-from jaxpref.data import compress_counts
-from jaxpref.families import make_family
+from jaxpref.io.data import compress_counts
+from jaxpref.core.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
-from jaxpref.streaming import stream_counts
+from jaxpref.scale.streaming import stream_counts
 from jaxpref.study import replicate_fits
 
 TRUTH = eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.4)

@@ -2,13 +2,13 @@
 
 Per-user statistics (one row per user, nothing compressed: the path whose cost grows with m;
 two_point with estimated support, mu = 0.8 known) and the dense per-label-p table (npmle,
-32 nodes) are fitted by `jaxpref.driver.fit` on one
-device and by `jaxpref.sharding.fit_sharded` over a `Mesh` of 4 devices, in float64, from the
+32 nodes) are fitted by `jaxpref.core.driver.fit` on one
+device and by `jaxpref.scale.sharding.fit_sharded` over a `Mesh` of 4 devices, in float64, from the
 same start. Reported: the largest difference in the fitted weights and mu, the objective
 difference, iterations, and the wall times. On this 2-core CPU the 4 "devices" share 2 cores,
 so the time ratio shows the partitioning overhead, not a multi-device speed-up; on a GPU/TPU
 host the mesh spans real devices (multi-host: `jax.distributed.initialize`, see
-`jaxpref.sharding`).
+`jaxpref.scale.sharding`).
 
     python -m benchmarks.bench_sharding [--quick] [--out DIR]
 """
@@ -29,10 +29,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import RESULTS, machine, markdown_table, new_figure, save_figure, write_results  # noqa: E402
-from jaxpref import dense, driver, em# noqa: E402
-from jaxpref.data import CountStats, LabelStats, bucket_size  # noqa: E402
-from jaxpref.families import make_family  # noqa: E402
-from jaxpref.sharding import fit_sharded, user_mesh  # noqa: E402
+from jaxpref.core import dense, driver, em# noqa: E402
+from jaxpref.io.data import CountStats, LabelStats, bucket_size  # noqa: E402
+from jaxpref.core.families import make_family  # noqa: E402
+from jaxpref.scale.sharding import fit_sharded, user_mesh  # noqa: E402
 from jaxpref.simulate import eta_distribution, simulate_counts  # noqa: E402
 
 TRUTH = eta_distribution("beta", alpha=3.0, beta=5.0)

@@ -5,7 +5,7 @@ per-user posteriors from count histograms, and the PNG + JSON + markdown outputs
 Every script defines ``run(args) -> (numbers, extras)``, ``markdown(numbers)`` and
 ``figure(numbers, extras)`` and hands them to `main`, which parses the options, runs in float64
 and writes ``<out>/<name>.{json,md,png}`` (`write_outputs`). Every fit is the library's certified fit (`fit_stats`: SQUAREM, then the
-Newton polish of `jaxpref.polish`).
+Newton polish of `jaxpref.core.polish`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxpref import driver, em
-from jaxpref.data import CountStats, fixed_n_counts, histogram_counts
-from jaxpref.families import make_family
+from jaxpref.core import driver, em
+from jaxpref.io.data import CountStats, fixed_n_counts, histogram_counts
+from jaxpref.core.families import make_family
 from jaxpref.options import PAPER_MU_PRIOR
-from jaxpref.posterior import user_posterior
+from jaxpref.core.posterior import user_posterior
 from jaxpref.simulate import EtaDistribution, eta_distribution, simulate_counts
 from jaxpref.study import StudyFits
 

@@ -27,7 +27,7 @@ import _common as common
 import jax
 import numpy as np
 
-from jaxpref.families import make_family
+from jaxpref.core.families import make_family
 from jaxpref.simulate import simulate
 
 GAPS = (0.74, 0.98)

@@ -30,11 +30,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from jaxpref import em
-from jaxpref.bayes import fit_bayes, simulation_based_calibration
-from jaxpref.data import fixed_n_counts
+from jaxpref.core import em
+from jaxpref.bayes.model import fit_bayes, simulation_based_calibration
+from jaxpref.io.data import fixed_n_counts
 from jaxpref.estimator import fit_attentiveness
-from jaxpref.families import make_family
+from jaxpref.core.families import make_family
 from jaxpref.identifiability import flat_profile, plot_profile, profile_from_stats, profile_loglik_mu
 from jaxpref.simulate import eta_distribution, replicate, simulate
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import _common as common
 import numpy as np
 
-from jaxpref.families import FamilySpec, make_family
+from jaxpref.core.families import FamilySpec, make_family
 from jaxpref.simulate import EtaDistribution, eta_distribution
 from jaxpref.study import StudyFits
 

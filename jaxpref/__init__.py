@@ -20,17 +20,17 @@ _EXPORTS = {
     "AttentivenessFit": "jaxpref.estimator",
     "DataError": "jaxpref.errors",
     "DegenerateDataWarning": "jaxpref.errors",
-    "compare": "jaxpref.compare",
+    "compare": "jaxpref.bayes.compare",
     "IdentifiabilityWarning": "jaxpref.errors",
-    "PreferenceData": "jaxpref.data",
-    "UserCounts": "jaxpref.data",
-    "filter_labels": "jaxpref.posterior",
+    "PreferenceData": "jaxpref.io.data",
+    "UserCounts": "jaxpref.io.data",
+    "filter_labels": "jaxpref.core.posterior",
     "fit_attentiveness": "jaxpref.estimator",
-    "load_counts": "jaxpref.data",
-    "load_preferences": "jaxpref.data",
-    "select_users": "jaxpref.posterior",
+    "load_counts": "jaxpref.io.data",
+    "load_preferences": "jaxpref.io.data",
+    "select_users": "jaxpref.core.posterior",
     "simulate": "jaxpref.simulate",
-    "stream_counts": "jaxpref.streaming",
+    "stream_counts": "jaxpref.scale.streaming",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,9 +49,9 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``jaxpref.simulate`` and ``jaxpref.compare`` are functions named like their modules. Importing
-    the module binds its name on the package; the function must keep the name, as when it was imported
-    eagerly, whichever is imported first."""
+    """``jaxpref.simulate`` is a function named like its module. Importing the module binds its name
+    on the package; the function must keep the name, as when it was imported eagerly, whichever is
+    imported first."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"{__name__}.{name}":

@@ -400,7 +400,7 @@ def fit(
             check_output(users_out, [source], "--users-out")
         if p_column is None:
             # Per-user counts suffice here: aggregate them without holding the label rows.
-            from jaxpref.streaming import stream_counts
+            from jaxpref.scale.streaming import stream_counts
 
             data = stream_counts(data, user_column=user_column, label_column=label_column,
                                  group_column=group_column, progress=not json_output)
@@ -450,13 +450,13 @@ def filter_command(
             user_column, label_column, method,
         )
         check_output(out, [data], "--out")
-        from jaxpref.posterior import check_rule, filter_labels, select_users
+        from jaxpref.core.posterior import check_rule, filter_labels, select_users
 
         check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         columns = {"user_column": user_column, "label_column": label_column, "group_column": group_column}
         if p_column is None:
             # Two passes over the file, never holding its rows: counts -> fit -> kept rows.
-            from jaxpref.streaming import filter_stream, stream_counts
+            from jaxpref.scale.streaming import filter_stream, stream_counts
 
             result = run_fit(stream_counts(data, **columns), options)
             keep_user = select_users(result.users, rule, threshold=result.threshold if cutoff is None else cutoff,
@@ -516,7 +516,7 @@ def compare_command(
         mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
         check_seed(seed)
         use_compilation_cache()
-        from jaxpref.compare import compare, ranking_json
+        from jaxpref.bayes.compare import compare, ranking_json
 
         status = console.status(
             f"Comparing {families} by {method} (NUTS for loo/waic can take minutes; --method bic is fast)...",

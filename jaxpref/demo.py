@@ -10,7 +10,7 @@ from rich.table import Table
 
 from jaxpref.estimator import fit_attentiveness
 from jaxpref.metrics import precision_recall, roc_auc
-from jaxpref.posterior import select_users
+from jaxpref.core.posterior import select_users
 from jaxpref.simulate import simulate
 
 __all__ = ["run_demo"]

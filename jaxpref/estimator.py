@@ -1,7 +1,7 @@
 """The friendly layer: `fit_attentiveness` (function API) and `AttentivenessEM` (estimator).
 
 Both validate options once, build sufficient statistics, run the jitted core of
-`jaxpref.em`, and return tables keyed by the users' original ids. `AttentivenessEM` is a
+`jaxpref.core.em`, and return tables keyed by the users' original ids. `AttentivenessEM` is a
 thin crowd-kit/sklearn-style shell over `fit_attentiveness`: one implementation.
 
 Example:
@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxpref import dense, driver, em, options
-from jaxpref.data import (
+from jaxpref import options
+
+from jaxpref.core import dense, driver, em
+from jaxpref.io.data import (
     PreferenceData,
     UserCounts,
     check_positive,
@@ -41,15 +43,15 @@ from jaxpref.data import (
     warn_degenerate,
 )
 from jaxpref.errors import DataError, IdentifiabilityWarning
-from jaxpref.families import FamilyParams, FamilySpec, make_family
+from jaxpref.core.families import FamilyParams, FamilySpec, make_family
 from jaxpref.identifiability import warn_if_flat
-from jaxpref.likelihood import LabelStats
-from jaxpref.posterior import (
+from jaxpref.core.likelihood import LabelStats
+from jaxpref.core.posterior import (
     count_label_attentiveness,
     per_label_attentiveness,
     user_posterior,
 )
-from jaxpref.uncertainty import free_parameters, standard_errors
+from jaxpref.core.uncertainty import free_parameters, standard_errors
 
 __all__ = ["IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
 
@@ -68,7 +70,7 @@ class AttentivenessFit:
         converged: whether the certificate ``optimality_gap`` is at most ``gap_tol``.
         optimality_gap: a bound (nats, for the whole data set) on how much the objective could
             still gain: the Newton decrement, or for npmle the Kiefer-Wolfowitz bound
-            (`jaxpref.polish`; docs/em.md).
+            (`jaxpref.core.polish`; docs/em.md).
         loglik_trace: ``(num_iter,)`` log-likelihood before each iteration.
         aic, bic: information criteria (BIC counts users as the sample size).
         users: per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd,
@@ -338,9 +340,9 @@ def fit_attentiveness(
     """Fits the attentiveness model by EM.
 
     Args:
-        data: labels (see `jaxpref.data.load_preferences` for accepted inputs), or per-user
-            counts as a `jaxpref.data.UserCounts` (from `jaxpref.streaming.stream_counts` or
-            `jaxpref.data.load_counts`; column names are then not used).
+        data: labels (see `jaxpref.io.data.load_preferences` for accepted inputs), or per-user
+            counts as a `jaxpref.io.data.UserCounts` (from `jaxpref.scale.streaming.stream_counts` or
+            `jaxpref.io.data.load_counts`; column names are then not used).
         family: P_eta family: ``point``, ``two_point``, ``beta`` or ``npmle``.
         mu: the gap. A number in (0.5, 1) (known; one per group as a list in sorted group
             order or a ``{group: mu}`` dict), ``"free"`` for the MLE (warns: weakly or not

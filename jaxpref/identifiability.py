@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats as scipy_stats
 
-from jaxpref import driver, em
-from jaxpref.data import CountStats, check_positive, count_stats, load_preferences
+from jaxpref.core import driver, em
+from jaxpref.io.data import CountStats, check_positive, count_stats, load_preferences
 from jaxpref.errors import DataError, IdentifiabilityWarning
-from jaxpref.families import make_family
+from jaxpref.core.families import make_family
 from jaxpref.options import float_dtype
 
 __all__ = [
@@ -179,7 +179,7 @@ def profile_loglik_mu(
     """Profile log-likelihood of mu (one gap), maximising over P_eta at each mu.
 
     Args:
-        data: labels (see `jaxpref.data.load_preferences`); one gap, no per-label p.
+        data: labels (see `jaxpref.io.data.load_preferences`); one gap, no per-label p.
         family, support, num_grid: the P_eta family profiled over (as in `fit_attentiveness`).
         mu_grid: increasing values in (1/2, 1); default `default_mu_grid`.
         mu_prior: optional Beta(a, b): the interval is then read from the penalised

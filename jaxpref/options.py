@@ -10,9 +10,9 @@ from jaxpref.errors import DataError
 
 __all__ = ["FAMILIES", "METHODS", "DTYPES", "PAPER_MU_PRIOR", "float_dtype"]
 
-#: The P_eta families (`jaxpref.families`).
+#: The P_eta families (`jaxpref.core.families`).
 FAMILIES = ("point", "two_point", "beta", "npmle")
-#: EM methods (`jaxpref.driver.fit`): SQUAREM-accelerated or plain EM.
+#: EM methods (`jaxpref.core.driver.fit`): SQUAREM-accelerated or plain EM.
 METHODS = ("squarem", "em")
 #: Float precisions a fit can run in.
 DTYPES = ("float32", "float64")

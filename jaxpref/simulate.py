@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array
 
-from jaxpref.data import DataError, check_positive, validate_mu
+from jaxpref.io.data import DataError, check_positive, validate_mu
 from jaxpref.options import FAMILIES
 
 __all__ = ["EtaDistribution", "eta_distribution", "sample_eta", "Simulation", "simulate", "simulate_counts", "replicate"]

@@ -2,14 +2,14 @@
 
 Each replication simulates m users with n labels each from a true P_eta and gap mu
 (`jaxpref.simulate.simulate_counts`), compresses them exactly to n + 1 count rows
-(`jaxpref.data.fixed_n_counts`) and fits EM (`jaxpref.driver.fit`). The
+(`jaxpref.io.data.fixed_n_counts`) and fits EM (`jaxpref.core.driver.fit`). The
 replications run under `jax.lax.map` with ``batch_size``: each batch is vmapped, batches run
 one after another, so memory is that of ``batch_size`` replications whatever R is.
 
 Example:
     >>> import jax
-    >>> from jaxpref import em
-    >>> from jaxpref.families import make_family
+    >>> from jaxpref.core import em
+    >>> from jaxpref.core.families import make_family
     >>> from jaxpref.simulate import eta_distribution
     >>> truth = eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.4)
     >>> config = em.EMConfig(make_family("two_point", support=(0.1, 0.9)), "known")
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from jaxpref import em
-from jaxpref.driver import fit
-from jaxpref.data import fixed_n_counts, validate_mu
+from jaxpref.core import em
+from jaxpref.core.driver import fit
+from jaxpref.io.data import fixed_n_counts, validate_mu
 from jaxpref.errors import DataError
 from jaxpref.options import METHODS
 from jaxpref.simulate import EtaDistribution, simulate_counts

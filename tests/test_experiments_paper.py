@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpref import driver, em
-from jaxpref.data import fixed_n_counts
-from jaxpref.families import make_family
+from jaxpref.core import driver, em
+from jaxpref.io.data import fixed_n_counts
+from jaxpref.core.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,10 +8,10 @@ import matplotlib
 import numpy as np
 import pytest
 
-from jaxpref import em
-from jaxpref.data import DataError, count_stats, load_preferences
+from jaxpref.core import em
+from jaxpref.io.data import DataError, count_stats, load_preferences
 from jaxpref.estimator import IdentifiabilityWarning
-from jaxpref.families import make_family
+from jaxpref.core.families import make_family
 from jaxpref.identifiability import (
     MuProfile,
     default_mu_grid,

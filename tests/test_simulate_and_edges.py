@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import jaxpref
-from jaxpref import driver, em
-from jaxpref.data import DataError, compress_counts
-from jaxpref.families import make_family
+from jaxpref.core import driver, em
+from jaxpref.io.data import DataError, compress_counts
+from jaxpref.core.families import make_family
 
 
 def test_same_key_same_data_and_different_key_different_data():

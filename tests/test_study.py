@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxpref import driver, em
-from jaxpref.data import DataError, compress_counts, fixed_n_counts
-from jaxpref.families import make_family
+from jaxpref.core import driver, em
+from jaxpref.io.data import DataError, compress_counts, fixed_n_counts
+from jaxpref.core.families import make_family
 from jaxpref.simulate import eta_distribution, simulate_counts
 from jaxpref.study import default_batch_size, replicate_fits
 

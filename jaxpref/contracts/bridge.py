@@ -23,7 +23,7 @@ from jaxtyping import Array, ArrayLike
 from jaxpref.contracts._float64 import float64
 from jaxpref.contracts.agent import binomial_log_pmf
 from jaxpref.contracts.monitoring import phi_comparison
-from jaxpref.posterior import user_posterior
+from jaxpref.core.posterior import user_posterior
 
 __all__ = ["PosteriorBonusRule", "posterior_bonus_rule"]
 

@@ -3,8 +3,8 @@
 Files are scanned lazily with polars. Id columns (user and group) of text formats (CSV, JSONL)
 are read as strings, so ids stay exactly as written: ``007`` is not ``7``, ids beyond int64
 stay distinct, and a column that looks numeric for a million rows and holds strings later
-reads the same way throughout. Parquet keeps its own column types. `jaxpref.data` collects
-a scan into a DataFrame; `jaxpref.streaming` aggregates it into per-user counts without
+reads the same way throughout. Parquet keeps its own column types. `jaxpref.io.data` collects
+a scan into a DataFrame; `jaxpref.scale.streaming` aggregates it into per-user counts without
 holding the rows; both check ids and labels with the functions below, which take each
 distinct value with the first row where it occurs, so every error names a row.
 """

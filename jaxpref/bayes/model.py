@@ -1,0 +1,677 @@
+"""The Bayesian variant in NumPyro: the same likelihood as EM, with priors and full posteriors.
+
+Two forms of one model (docs/identifiability.md, "The Bayesian variant"):
+
+- ``form="marginal"`` (default): eta is summed out on the family's grid, exactly as in EM
+  (`jaxpref.core.likelihood.marginal_loglik` on the compressed `CountStats`), so NUTS only sees the
+  few parameters of P_eta and mu. Per-user posteriors are then exact Rao-Blackwell averages of
+  the per-draw node posteriors.
+- ``form="explicit"`` (``family="beta"`` only): one continuous ``eta_user[j] ~ Beta(alpha, beta)``
+  per user, sampled by NUTS alongside (alpha, beta, mu).
+
+Priors: mu as in EM (known; Beta(a, b) restricted to (1/2, 1), the density EM's MAP uses; or
+flat on (1/2, 1) for ``mu="free"``), one mu per group; point ``eta ~ U(0, 1)``; two_point
+``weight_hi ~ U(0, 1)`` and, with a free support, ``eta_lo ~ U(0, 1)``,
+``eta_hi = eta_lo + (1 - eta_lo) gap`` with ``gap ~ U(0, 1)``; beta
+``alpha, beta ~ LogNormal(1, 1.5)``; npmle grid weights ``~ Dirichlet(concentration)``.
+Uniform priors make the posterior mode of point/two_point coincide with EM's MAP.
+
+NumPyro's ``log_likelihood`` does not marginalise discrete latents (numpyro#744), so the
+pointwise per-user marginal log-likelihood ``l_j`` that arviz uses for LOO/WAIC is computed
+here from the posterior draws with the core `marginal_loglik`.
+
+Example:
+    >>> import jax
+    >>> from jaxpref.simulate import simulate
+    >>> sim = simulate(jax.random.key(0), 100, 10, family="two_point", support=(0.1, 0.9), mu=0.8)
+    >>> fit = fit_bayes(sim.frame, family="two_point", support=(0.1, 0.9), mu=0.8,
+    ...                 num_warmup=200, num_samples=200, num_chains=2)  # doctest: +SKIP
+    >>> fit.summary.loc["weight_hi", ["mean", "sd", "r_hat"]]         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+from jaxtyping import Array
+
+from jaxpref import options
+
+from jaxpref.core import em
+from jaxpref.io.data import (
+    CountStats,
+    DataError,
+    PreferenceData,
+    check_positive,
+    count_stats,
+    label_stats,
+    load_preferences,
+    user_counts,
+)
+from jaxpref.estimator import resolve_mu
+from jaxpref.core.families import beta_log_weights, initial_family_params, make_family
+from jaxpref.core.likelihood import Stats, log_lik_table, marginal_loglik, safe_log
+
+__all__ = [
+    "FORMS",
+    "METHODS",
+    "GUIDES",
+    "BayesConfig",
+    "BayesFit",
+    "statistics",
+    "attentiveness_model",
+    "family_from_sites",
+    "mu_from_sites",
+    "pointwise_loglik",
+    "user_summaries",
+    "posterior_table",
+    "fit_bayes",
+    "SBCResult",
+    "simulation_based_calibration",
+]
+
+FORMS = ("marginal", "explicit")
+METHODS = ("nuts", "svi")
+GUIDES = ("normal", "delta")
+CHAIN_METHODS = ("vectorized", "sequential", "parallel")
+#: LogNormal(loc, scale) prior on each Beta shape: median e, 95 % of the mass in (0.14, 51).
+SHAPE_PRIOR = (1.0, 1.5)
+#: Sites that are parameters of P_eta or mu (the rows of the summary table).
+PARAMETER_SITES = ("mu", "eta", "weight_hi", "eta_lo", "eta_hi", "alpha", "beta", "weights")
+
+
+class BayesConfig(NamedTuple):
+    """Static model description (hashable).
+
+    Attributes:
+        em_config: family, mu mode and Beta prior of mu, shared with EM (`jaxpref.core.em.EMConfig`).
+        form: ``marginal`` or ``explicit``.
+        concentration: Dirichlet concentration of each npmle grid weight.
+    """
+
+    em_config: em.EMConfig
+    form: str = "marginal"
+    concentration: float = 1.0
+
+
+def family_from_sites(config: BayesConfig, sites: dict[str, Array], dtype=jnp.float32) -> tuple[Array, Array]:
+    """``(eta_grid, log_weights)`` of P_eta from the sampled sites (one draw).
+
+    The one place where sites become the grid, used by the model and by post-processing.
+    """
+    spec = config.em_config.family
+    if spec.name == "point":
+        return jnp.reshape(sites["eta"], (1,)), jnp.zeros((1,), dtype)
+    if spec.name == "two_point":
+        if spec.support is None:
+            grid = jnp.stack([sites["eta_lo"], sites["eta_hi"]])
+        else:
+            grid = jnp.asarray(spec.support, dtype)
+        weight_hi = sites["weight_hi"]
+        return grid, safe_log(jnp.stack([1.0 - weight_hi, weight_hi]))
+    grid = initial_family_params(None, spec, dtype).eta_grid
+    if spec.name == "beta":
+        return grid, beta_log_weights(grid, jnp.stack([sites["alpha"], sites["beta"]]))
+    return grid, safe_log(sites["weights"])
+
+
+def mu_from_sites(config: BayesConfig, sites: dict[str, Array], mu_known: Array) -> Array:
+    """``(num_groups,)`` the gap of one draw: sampled, or the known value."""
+    return sites["mu"] if config.em_config.estimates_mu else mu_known
+
+
+def statistics(data: PreferenceData, dtype: Any = np.float32) -> tuple[Stats, np.ndarray]:
+    """``(stats, row_of_user)``: compressed `CountStats` for gap data, `LabelStats` for per-label p.
+
+    ``row_of_user`` is ``(num_users,)``, the row of ``stats`` of each user (in the order of
+    ``data.user_ids``). Arrays are JAX arrays of ``dtype``.
+    """
+    if data.p is not None:
+        stats, row_of_user = label_stats(data, dtype), np.arange(data.num_users)
+    else:
+        stats, row_of_user = count_stats(data, dtype)
+    return jax.tree.map(jnp.asarray, stats), row_of_user
+
+
+def _per_user_loglik(stats: CountStats, eta_user: Array, mu: Array) -> Array:
+    """``(num_users,)`` log P(labels_j | eta_j) with one row of ``stats`` per user."""
+
+    def one_user(row, eta):
+        row = jax.tree.map(lambda leaf: leaf[None], row)
+        return log_lik_table(row, eta[None], mu)[0, 0]
+
+    return jax.vmap(one_user)(stats, eta_user)
+
+
+def attentiveness_model(stats: Stats, mu_known: Array, config: BayesConfig) -> None:
+    """NumPyro model of comparison-mode labels.
+
+    Args:
+        stats: `CountStats` (one or several gaps) or `LabelStats` (per-label p). For the
+            explicit form, one `CountStats` row per user (multiplicity 1).
+        mu_known: ``(num_groups,)`` the known gap (ignored when mu is sampled or p is given).
+        config: static `BayesConfig`.
+    """
+    em_config = config.em_config
+    spec = em_config.family
+    dtype = mu_known.dtype
+    uniform = dist.Uniform(jnp.zeros((), dtype), jnp.ones((), dtype))
+    sites: dict[str, Array] = {}
+    if em_config.estimates_mu:
+        with numpyro.plate("groups", mu_known.shape[0]):
+            sites["mu"] = numpyro.sample("mu", dist.Uniform(jnp.asarray(0.5, dtype), jnp.ones((), dtype)))
+        # EM's own log-prior: the posterior mode is EM's MAP (flat for mu="free").
+        numpyro.factor("mu_prior", em.log_prior(em_config, sites["mu"]))
+    mu = mu_from_sites(config, sites, mu_known)
+    if spec.name == "point":
+        sites["eta"] = numpyro.sample("eta", uniform)
+    elif spec.name == "two_point":
+        sites["weight_hi"] = numpyro.sample("weight_hi", uniform)
+        if spec.support is None:
+            sites["eta_lo"] = numpyro.sample("eta_lo", uniform)
+            gap = numpyro.sample("eta_gap", uniform)
+            sites["eta_hi"] = numpyro.deterministic("eta_hi", sites["eta_lo"] + (1.0 - sites["eta_lo"]) * gap)
+    elif spec.name == "beta":
+        shape_prior = dist.LogNormal(jnp.asarray(SHAPE_PRIOR[0], dtype), SHAPE_PRIOR[1])
+        sites["alpha"] = numpyro.sample("alpha", shape_prior)
+        sites["beta"] = numpyro.sample("beta", shape_prior)
+    else:
+        concentration = jnp.full((spec.num_nodes,), config.concentration, dtype)
+        sites["weights"] = numpyro.sample("weights", dist.Dirichlet(concentration))
+    if config.form == "explicit":
+        with numpyro.plate("users", stats.multiplicity.shape[0]):
+            eta_user = numpyro.sample("eta_user", dist.Beta(sites["alpha"], sites["beta"]))
+        numpyro.factor("loglik", jnp.sum(_per_user_loglik(stats, eta_user, mu)))
+        return
+    grid, log_weights = family_from_sites(config, sites, dtype)
+    per_row, _ = marginal_loglik(stats, grid, log_weights, mu)
+    numpyro.factor("loglik", jnp.sum(stats.multiplicity * per_row))
+
+
+def _flat_draws(samples: dict[str, np.ndarray]) -> tuple[dict[str, Array], tuple[int, int]]:
+    """``(chain, draw, ...)`` arrays -> ``(chain * draw, ...)`` and the leading shape."""
+    leading = next(iter(samples.values())).shape[:2]
+    return {name: jnp.asarray(value.reshape((-1,) + value.shape[2:])) for name, value in samples.items()}, leading
+
+
+def pointwise_loglik(
+    config: BayesConfig,
+    samples: dict[str, np.ndarray],
+    stats: Stats,
+    row_of_user: np.ndarray,
+    mu_known: Array,
+) -> np.ndarray:
+    """Per-user marginal log-likelihood ``l_j`` at every posterior draw.
+
+    Args:
+        config: the model.
+        samples: posterior draws, each ``(num_chains, num_draws, ...)``.
+        stats: the (compressed) statistics the marginal form uses.
+        row_of_user: ``(num_users,)`` row of ``stats`` of each user.
+        mu_known: ``(num_groups,)`` known gap.
+
+    Returns:
+        ``(num_chains, num_draws, num_users)`` float64.
+    """
+    draws, leading = _flat_draws(samples)
+    dtype = mu_known.dtype
+
+    @jax.jit
+    def per_row(draw):
+        grid, log_weights = family_from_sites(config, draw, dtype)
+        return marginal_loglik(stats, grid, log_weights, mu_from_sites(config, draw, mu_known))[0]
+
+    rows = np.asarray(jax.lax.map(per_row, draws, batch_size=256), np.float64)
+    return rows[:, row_of_user].reshape(leading + (row_of_user.shape[0],))
+
+
+def user_summaries(
+    config: BayesConfig,
+    samples: dict[str, np.ndarray],
+    stats: Stats,
+    row_of_user: np.ndarray,
+    mu_known: Array,
+    threshold: float,
+) -> dict[str, np.ndarray]:
+    """Per-user posterior mean and sd of eta and P(eta >= threshold), averaged over draws.
+
+    For the marginal form each draw contributes its exact node posterior (Rao-Blackwell);
+    the sd uses the law of total variance. For the explicit form the ``eta_user`` draws are
+    summarised directly.
+
+    Returns:
+        ``{"eta_mean", "eta_sd", "prob_attentive"}``, each ``(num_users,)`` float64.
+    """
+    if config.form == "explicit":
+        eta = np.asarray(samples["eta_user"], np.float64).reshape(-1, row_of_user.shape[0])
+        return {
+            "eta_mean": eta.mean(axis=0),
+            "eta_sd": eta.std(axis=0),
+            "prob_attentive": (eta >= threshold).mean(axis=0),
+        }
+    draws, _ = _flat_draws(samples)
+    dtype = mu_known.dtype
+
+    @jax.jit
+    def moments(draw):
+        grid, log_weights = family_from_sites(config, draw, dtype)
+        mu = mu_from_sites(config, draw, mu_known)
+        resp = jnp.exp(marginal_loglik(stats, grid, log_weights, mu)[1])
+        return resp @ grid, resp @ jnp.square(grid), resp @ (grid >= threshold).astype(dtype)
+
+    first, second, attentive = (
+        np.asarray(value, np.float64).mean(axis=0) for value in jax.lax.map(moments, draws, batch_size=256)
+    )
+    first, second, attentive = first[row_of_user], second[row_of_user], attentive[row_of_user]
+    return {
+        "eta_mean": first,
+        "eta_sd": np.sqrt(np.maximum(second - np.square(first), 0.0)),
+        "prob_attentive": np.clip(attentive, 0.0, 1.0),
+    }
+
+
+def posterior_table(idata, var_names: list[str]) -> pd.DataFrame:
+    """Posterior mean, sd, equal-tailed 90 % interval, r_hat and ESS per scalar parameter.
+
+    Args:
+        idata: an `arviz.InferenceData` with a ``posterior`` group.
+        var_names: variables to summarise (vectors get one row per element, ``name[i]``).
+
+    Returns:
+        DataFrame indexed by parameter with columns ``mean, sd, q5, q95, r_hat, ess_bulk, ess_tail``.
+    """
+    import arviz as az
+
+    rows: dict[str, dict[str, float]] = {}
+    num_chains = idata.posterior.sizes["chain"]
+    diagnostics = {}
+    if num_chains > 1:
+        diagnostics = {
+            "r_hat": az.rhat(idata, var_names=var_names),
+            "ess_bulk": az.ess(idata, var_names=var_names, method="bulk"),
+            "ess_tail": az.ess(idata, var_names=var_names, method="tail"),
+        }
+    for name in var_names:
+        values = np.asarray(idata.posterior[name].values, np.float64)
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        for index in range(flat.shape[1]):
+            label = name if values.ndim == 2 else f"{name}[{index}]"
+            column = flat[:, index]
+            row = {
+                "mean": column.mean(),
+                "sd": column.std(ddof=1) if column.size > 1 else 0.0,
+                "q5": np.quantile(column, 0.05),
+                "q95": np.quantile(column, 0.95),
+            }
+            for key in ("r_hat", "ess_bulk", "ess_tail"):
+                row[key] = (
+                    float(np.ravel(diagnostics[key][name].values)[index]) if diagnostics else math.nan
+                )
+            rows[label] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesFit:
+    """A fitted Bayesian attentiveness model.
+
+    Attributes:
+        samples: posterior draws per site, each ``(num_chains, num_draws, ...)``.
+        inference_data: `arviz.InferenceData` with ``posterior``, ``log_likelihood``
+            (variable ``loglik``, the per-user marginal log-likelihood, dims ``(chain, draw, user)``)
+            and, for NUTS, ``sample_stats`` (``diverging``).
+        summary: `posterior_table` of mu and the parameters of P_eta.
+        users: ``user, n_labels, n_pref_a, eta_mean, eta_sd, prob_attentive``.
+        family, mu_mode, form, method: the options used.
+        num_divergences: divergent NUTS transitions after warm-up (0 for SVI).
+        config: the static `BayesConfig`.
+        data: the validated input.
+    """
+
+    samples: dict[str, np.ndarray]
+    inference_data: Any
+    summary: pd.DataFrame
+    users: pd.DataFrame
+    family: str
+    mu_mode: str
+    form: str
+    method: str
+    num_divergences: int
+    config: BayesConfig = dataclasses.field(repr=False)
+    data: PreferenceData = dataclasses.field(repr=False)
+
+
+def _check_count(value: Any, argument: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise DataError(f"{argument}={value!r} must be an integer >= 1")
+    return int(value)
+
+
+def _run_nuts(key, model, model_args, num_warmup, num_samples, num_chains, chain_method, target_accept):
+    from numpyro.infer import MCMC, NUTS
+
+    kernel = NUTS(model, target_accept_prob=target_accept)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    mcmc.run(key, *model_args)
+    samples = {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()}
+    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    return samples, diverging
+
+
+def _latent_sites(model, model_args) -> list[str]:
+    """Names of the sampled and deterministic sites (not the ``factor`` terms)."""
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace(*model_args)
+    return [
+        name
+        for name, site in trace.items()
+        if site["type"] == "deterministic" or (site["type"] == "sample" and not site["is_observed"])
+    ]
+
+
+def _run_svi(key, model, model_args, guide_name, num_steps, learning_rate, num_samples):
+    import optax
+    from numpyro.infer import SVI, Predictive, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDelta, AutoNormal
+    from numpyro.optim import optax_to_numpyro
+
+    guide = (AutoNormal if guide_name == "normal" else AutoDelta)(model)
+    svi = SVI(model, guide, optax_to_numpyro(optax.adam(learning_rate)), Trace_ELBO())
+    fit_key, draw_key = jax.random.split(key)
+    result = svi.run(fit_key, num_steps, *model_args, progress_bar=False)
+    predictive = Predictive(
+        model, guide=guide, params=result.params, num_samples=num_samples,
+        return_sites=_latent_sites(model, model_args),
+    )
+    draws = predictive(draw_key, *model_args)
+    # One "chain" of independent draws from the variational posterior.
+    return {name: np.asarray(value)[None] for name, value in draws.items()}, None
+
+
+def fit_bayes(
+    data: Any,
+    *,
+    family: str = "two_point",
+    mu: Any = None,
+    mu_prior: tuple[float, float] | None = None,
+    support: tuple[float, float] | None = None,
+    num_grid: int = 32,
+    form: str = "marginal",
+    method: str = "nuts",
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    chain_method: str = "vectorized",
+    target_accept: float = 0.9,
+    guide: str = "normal",
+    num_steps: int = 3000,
+    learning_rate: float = 0.01,
+    concentration: float = 1.0,
+    threshold: float = 0.5,
+    seed: int = 0,
+    dtype: str = "float32",
+    user_column: str = "user",
+    label_column: str = "label",
+    p_column: str | None = None,
+    group_column: str | None = None,
+) -> BayesFit:
+    """Fits the Bayesian attentiveness model by NUTS or SVI.
+
+    Args:
+        data: labels (see `jaxpref.io.data.load_preferences`).
+        family: ``point``, ``two_point``, ``beta`` or ``npmle``.
+        mu, mu_prior: as in `jaxpref.fit_attentiveness`: a known gap (number, list per
+            group or ``{group: mu}``), None for the Beta ``mu_prior`` (default the paper's
+            (8, 2)), or ``"free"`` for a flat prior on (1/2, 1).
+        support: fixed ``(lo, hi)`` for two_point; None samples it.
+        num_grid: grid size for beta and npmle.
+        form: ``marginal`` (eta summed out on the grid) or ``explicit`` (eta per user; beta only).
+        method: ``nuts`` or ``svi``.
+        num_warmup, num_samples, num_chains, target_accept: NUTS settings.
+        chain_method: NumPyro's ``vectorized`` (default: all chains in one vmapped program,
+            the fast choice on CPU), ``sequential`` or ``parallel`` (one device per chain).
+        guide, num_steps, learning_rate: SVI settings (``normal`` = AutoNormal,
+            ``delta`` = AutoDelta, i.e. MAP) with optax Adam; ``num_samples`` draws are
+            taken from the fitted guide.
+        concentration: Dirichlet concentration of the npmle weights.
+        threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
+        seed: PRNG seed.
+        dtype: ``float32`` or ``float64``.
+        user_column, label_column, p_column, group_column: column names.
+
+    Returns:
+        A `BayesFit`.
+
+    Raises:
+        DataError: bad data or options (the message names the argument and the fix).
+    """
+    import arviz as az
+
+    if form not in FORMS:
+        raise DataError(f"form={form!r} must be one of {', '.join(FORMS)}")
+    if method not in METHODS:
+        raise DataError(f"method={method!r} must be one of {', '.join(METHODS)}")
+    if guide not in GUIDES:
+        raise DataError(f"guide={guide!r} must be 'normal' (AutoNormal) or 'delta' (AutoDelta, MAP)")
+    if chain_method not in CHAIN_METHODS:
+        raise DataError(f"chain_method={chain_method!r} must be one of {', '.join(CHAIN_METHODS)}")
+    precision = options.float_dtype(dtype)
+    for argument, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains),
+                            ("num_steps", num_steps)):
+        _check_count(value, argument)
+    check_positive(learning_rate, "learning_rate")
+    check_positive(concentration, "concentration")
+    if not 0.0 < float(target_accept) < 1.0:
+        raise DataError(f"target_accept={target_accept!r} must lie in (0, 1)")
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
+    spec = make_family(family, num_grid, support)
+    if form == "explicit" and family != "beta":
+        raise DataError(
+            f"form='explicit' needs a continuous P_eta (family='beta'), not {family!r}: use form='marginal', "
+            "whose per-user posteriors are exact averages over the grid"
+        )
+    data = load_preferences(
+        data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
+    )
+    if form == "explicit" and data.p is not None:
+        raise DataError("form='explicit' supports gap data (mu), not per-label p: use form='marginal'")
+    mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
+    config = BayesConfig(em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior), form, float(concentration))
+
+    with jax.enable_x64(dtype == "float64"):
+        float_dtype = precision
+        stats, row_of_user = statistics(data, float_dtype)
+        mu_known = jnp.asarray(mu_start, float_dtype)
+        model_stats = stats
+        if form == "explicit":
+            num_pref_a, num_labels = user_counts(data)
+            # One row per user: each user has an eta of their own, so identical rows do not merge.
+            ones = np.ones(data.num_users, float_dtype)
+            model_stats = CountStats(*(jnp.asarray(a, float_dtype) for a in (num_pref_a, num_labels, ones)))
+        key = jax.random.key(seed)
+        # The static config is bound here so that it never becomes a traced model argument.
+        model = functools.partial(attentiveness_model, config=config)
+        if method == "nuts":
+            samples, diverging = _run_nuts(
+                key, model, (model_stats, mu_known), num_warmup, num_samples, num_chains, chain_method,
+                float(target_accept),
+            )
+        else:
+            samples, diverging = _run_svi(
+                key, model, (model_stats, mu_known), guide, num_steps, float(learning_rate), num_samples
+            )
+        loglik = pointwise_loglik(config, samples, stats, row_of_user, mu_known)
+        summaries = user_summaries(config, samples, stats, row_of_user, mu_known, threshold)
+
+    posterior = {name: value for name, value in samples.items() if name != "eta_gap"}
+    dims = {"loglik": ["user"], "eta_user": ["user"], "mu": ["group"], "weights": ["node"]}
+    idata = az.from_dict(
+        posterior=posterior,
+        log_likelihood={"loglik": loglik},
+        sample_stats=None if diverging is None else {"diverging": diverging},
+        dims={name: value for name, value in dims.items() if name in posterior or name == "loglik"},
+    )
+    summary = posterior_table(idata, [name for name in PARAMETER_SITES if name in posterior])
+    users = pd.DataFrame(
+        {
+            "user": data.user_ids,
+            "n_labels": np.bincount(data.user_index, minlength=data.num_users),
+            "n_pref_a": np.bincount(data.user_index, weights=data.label, minlength=data.num_users).astype(np.int64),
+            **summaries,
+        }
+    )
+    return BayesFit(
+        samples=samples,
+        inference_data=idata,
+        summary=summary,
+        users=users,
+        family=family,
+        mu_mode=mode,
+        form=form,
+        method=method,
+        num_divergences=0 if diverging is None else int(diverging.sum()),
+        config=config,
+        data=data,
+    )
+
+
+class SBCResult(NamedTuple):
+    """Simulation-based calibration of mu (Talts et al. 2018).
+
+    Attributes:
+        mu_true: ``(num_replications,)`` mu drawn from its prior.
+        ranks: ``(num_replications,)`` number of posterior draws below the true mu, in
+            ``[0, num_draws]``; uniform when inference is calibrated.
+        covered: ``(num_replications,)`` whether the central ``level`` interval holds mu.
+        num_draws: posterior draws per replication (after thinning).
+        chi2_pvalue: chi-square test of uniform ranks over ``num_bins`` equal bins.
+        coverage: share of replications whose interval holds mu.
+        num_divergences: divergent transitions after warm-up, over all replications.
+    """
+
+    mu_true: np.ndarray
+    ranks: np.ndarray
+    covered: np.ndarray
+    num_draws: int
+    chi2_pvalue: float
+    coverage: float
+    num_divergences: int
+
+
+def _draw_truncated_beta(key: Array, a: float, b: float, shape: tuple[int, ...]) -> Array:
+    """Beta(a, b) restricted to (1/2, 1) by rejection: the first of 64 proposals above 1/2."""
+    proposals = jax.random.beta(key, a, b, shape + (64,))
+    above = proposals > 0.5
+    return jnp.take_along_axis(proposals, jnp.argmax(above, axis=-1)[..., None], axis=-1)[..., 0]
+
+
+def simulation_based_calibration(
+    key: Array,
+    num_replications: int,
+    *,
+    num_users: int = 50,
+    labels_per_user: int = 10,
+    support: tuple[float, float] = (0.1, 0.9),
+    mu_prior: tuple[float, float] = (8.0, 2.0),
+    num_warmup: int = 300,
+    num_samples: int = 300,
+    thin: int = 3,
+    num_bins: int = 10,
+    level: float = 0.9,
+) -> SBCResult:
+    """SBC of mu for the marginalised two_point model (fixed support) under NUTS.
+
+    Each replication draws ``mu ~ Beta(a, b)`` on (1/2, 1) and ``weight_hi ~ U(0, 1)`` from
+    the model's priors, simulates users' counts, and runs NUTS on the marginalised model;
+    all replications run as one `jax.vmap` over NumPyro's functional NUTS kernel.
+
+    Args:
+        key: PRNG key.
+        num_replications: simulated data sets.
+        num_users, labels_per_user: size of each data set.
+        support: the fixed two_point support.
+        mu_prior: Beta(a, b) prior on mu.
+        num_warmup, num_samples, thin: NUTS settings; ``num_samples // thin`` draws are ranked.
+        num_bins: bins of the chi-square test of uniform ranks.
+        level: level of the central credible interval whose coverage is counted.
+
+    Returns:
+        An `SBCResult`.
+    """
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import initialize_model
+    from scipy import stats as scipy_stats
+
+    from jaxpref.io.data import histogram_counts
+
+    spec = make_family("two_point", support=support)
+    config = BayesConfig(em.EMConfig(family=spec, mu_mode="prior", mu_prior=tuple(float(v) for v in mu_prior)))
+    model = functools.partial(attentiveness_model, config=config)
+    truth_key, data_key, chain_key, init_key = jax.random.split(key, 4)
+    mu_true = _draw_truncated_beta(truth_key, *config.em_config.mu_prior, (num_replications,))
+    weight_hi = jax.random.uniform(jax.random.fold_in(truth_key, 1), (num_replications,))
+    lo, hi = support
+    attentive_key, label_key = jax.random.split(data_key)
+    is_hi = jax.random.uniform(attentive_key, (num_replications, num_users)) < weight_hi[:, None]
+    eta = jnp.where(is_hi, hi, lo)
+    num_labels = jnp.full((num_replications, num_users), float(labels_per_user))
+    num_pref_a = jax.random.binomial(label_key, num_labels, 0.5 + eta * (mu_true[:, None] - 0.5))
+    stats = jax.vmap(lambda k, n: histogram_counts(k, n, labels_per_user))(num_pref_a, num_labels)
+    mu_placeholder = jnp.full((1,), 0.75)
+    first_stats = jax.tree.map(lambda leaf: leaf[0], stats)
+    setup = initialize_model(init_key, model, model_args=(first_stats, mu_placeholder), dynamic_args=True)
+    # Every chain starts at the centre of the unconstrained space (mu = 3/4, weight_hi = 1/2).
+    start = jax.tree.map(jnp.zeros_like, setup.param_info.z)
+    init_kernel, sample_kernel = hmc(potential_fn_gen=setup.potential_fn, algo="NUTS")
+
+    def run_chain(chain_key, data_stats):
+        model_args = (data_stats, mu_placeholder)
+        state = init_kernel(start, num_warmup=num_warmup, model_args=model_args, rng_key=chain_key)
+
+        def transition(state, _):
+            state = sample_kernel(state, model_args=model_args)
+            return state, (state.z, state.diverging)
+
+        _, (draws, diverging) = jax.lax.scan(transition, state, None, length=num_warmup + num_samples)
+        draws = jax.tree.map(lambda leaf: leaf[num_warmup::thin], draws)
+        constrained = jax.vmap(setup.postprocess_fn(*model_args))(draws)
+        return constrained["mu"][:, 0], jnp.sum(diverging[num_warmup:])
+
+    chain_keys = jax.random.split(chain_key, num_replications)
+    mu_draws, divergences = jax.jit(jax.vmap(run_chain))(chain_keys, stats)
+    mu_draws, mu_true = np.asarray(mu_draws, np.float64), np.asarray(mu_true, np.float64)
+    # num_draws + 1 possible ranks must split evenly into the chi-square bins.
+    num_draws = (mu_draws.shape[1] + 1) // num_bins * num_bins - 1
+    if num_draws < num_bins:
+        raise DataError(f"num_samples // thin = {mu_draws.shape[1]} draws is too few for num_bins={num_bins}")
+    mu_draws = mu_draws[:, :num_draws]
+    ranks = np.sum(mu_draws < mu_true[:, None], axis=1)
+    lower, upper = np.quantile(mu_draws, [(1.0 - level) / 2, (1.0 + level) / 2], axis=1)
+    covered = (lower <= mu_true) & (mu_true <= upper)
+    observed = np.bincount(ranks * num_bins // (num_draws + 1), minlength=num_bins)
+    return SBCResult(
+        mu_true=mu_true,
+        ranks=ranks,
+        covered=covered,
+        num_draws=num_draws,
+        chi2_pvalue=float(scipy_stats.chisquare(observed).pvalue),
+        coverage=float(covered.mean()),
+        num_divergences=int(np.sum(divergences)),
+    )
