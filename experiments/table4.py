@@ -26,7 +26,8 @@ from typing import NamedTuple
 import _common as common
 import numpy as np
 
-from jaxpref.core.families import FamilySpec, make_family
+from jaxpref.core.families import make_family
+from jaxpref.core.families.base import Family
 from jaxpref.simulate import EtaDistribution, eta_distribution
 from jaxpref.study import StudyFits
 
@@ -41,7 +42,7 @@ class Setting(NamedTuple):
     """One row block of the table: a family to fit, the truth it is fitted to, and the mu modes."""
 
     name: str
-    family: FamilySpec
+    family: Family
     truth: EtaDistribution
     mu_modes: tuple[str, ...]
 
@@ -117,13 +118,19 @@ def run(args) -> dict:
     return {"grid": grid, "true_mu": TRUE_MU, "tolerance": TOLERANCE, "cells": cells}, None
 
 
+#: A cell of the grid with no result (a run stopped before it: see the mode note).
+NOT_RUN = "not run"
+
+
 def markdown(result: dict) -> str:
     grid = result["grid"]
     header = ["P_eta fitted", "mu", "n"] + [f"m = {m:,}" for m in grid["users"]]
     rows = []
     for (setting, mode, n), group in _grouped(result["cells"]).items():
         by_m = {c["users"]: c["relative_error"] for c in group}
-        rows.append([setting, mode, n] + [f"{100 * by_m[m]['mean']:.2f} ± {100 * by_m[m]['sd']:.2f} %" for m in grid["users"]])
+        rows.append([setting, mode, n] + [
+            f"{100 * by_m[m]['mean']:.2f} ± {100 * by_m[m]['sd']:.2f} %" if m in by_m else NOT_RUN for m in grid["users"]
+        ])
     largest = max(grid["users"])
     estimate_rows = [
         [c["setting"], c["mu_mode"], c["labels"],
@@ -133,8 +140,11 @@ def markdown(result: dict) -> str:
         for c in result["cells"] if c["users"] == largest
     ]
     bias_rows = [
-        [setting, mode, n] + [f"{100 * relative_error_of_mean(c):.2f} %" for c in sorted(group, key=lambda c: c["users"])]
+        [setting, mode, n] + [
+            f"{100 * relative_error_of_mean(by_m[m]):.2f} %" if m in by_m else NOT_RUN for m in grid["users"]
+        ]
         for (setting, mode, n), group in _grouped(result["cells"]).items()
+        for by_m in [{c["users"]: c for c in group}]
     ]
     return (
         f"## Table 4: relative error ||theta_hat - theta|| / ||theta|| (mean ± sd over {grid['replications']} replications)\n\n"
