@@ -26,10 +26,10 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from jaxpref.errors import DataError
-from jaxpref.io.atomic import atomic_paths, check_output, write_frame
-from jaxpref.io.tables import reading
+from jaxpref.io.atomic import atomic_paths, check_format_holds, check_output, write_frame
+from jaxpref.io.tables import reading, scan
 # The choices are checked before JAX is imported: jaxpref.options needs only NumPy.
-from jaxpref.options import DTYPES, FAMILIES, METHODS
+from jaxpref.options import DTYPES, FAMILIES, METHODS, FitOptions
 
 
 #: Click's exceptions, wherever this typer version takes click from (it may vendor it).
@@ -182,32 +182,25 @@ def fit_options(
     user_column: str,
     label_column: str,
     method: str,
-) -> dict[str, Any]:
-    """Keyword arguments of `jaxpref.fit_attentiveness` from CLI strings, checked without importing JAX."""
-    mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
-    if mu_value is not None and prior is not None:
-        raise DataError("--mu fixes the gap (or 'free' asks for the MLE), so --mu-prior would be ignored: "
-                        "pass --mu or --mu-prior, not both")
-    if restarts < 1:
-        raise DataError(f"--restarts {restarts} must be at least 1")
-    if not 0.0 <= threshold <= 1.0:
-        raise DataError(f"--threshold {threshold} must lie in [0, 1]")
-    return {
-        "family": choice(family, FAMILIES, "--family"),
-        "support": parse_floats(support, "--support", 2),
-        "mu": mu_value,
-        "mu_prior": prior,
-        "p_column": p_column,
-        "group_column": group_column,
-        "num_grid": num_grid,
-        "threshold": threshold,
-        "num_restarts": restarts,
-        "seed": check_seed(seed),
-        "dtype": choice(dtype, DTYPES, "--dtype"),
-        "user_column": user_column,
-        "label_column": label_column,
-        "method": choice(method, METHODS, "--method"),
-    }
+) -> FitOptions:
+    """The `jaxpref.options.FitOptions` of the CLI's strings, checked without importing JAX (its
+    messages name library arguments; `user_errors` shows them as flags)."""
+    return FitOptions(
+        family=family,
+        support=parse_floats(support, "--support", 2),
+        mu=parse_mu(mu),
+        mu_prior=parse_floats(mu_prior, "--mu-prior", 2),
+        p_column=p_column,
+        group_column=group_column,
+        num_grid=num_grid,
+        threshold=threshold,
+        num_restarts=restarts,
+        seed=seed,
+        dtype=dtype,
+        user_column=user_column,
+        label_column=label_column,
+        method=method,
+    )
 
 
 def use_compilation_cache() -> None:
@@ -230,7 +223,7 @@ def use_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def run_fit(data: Any, options: dict[str, Any], quiet: bool = False):
+def run_fit(data: Any, options: FitOptions, quiet: bool = False):
     """Fits with a progress spinner on stderr; warnings are shown as one line each."""
     use_compilation_cache()
     from jaxpref.estimator import fit_attentiveness
@@ -240,7 +233,7 @@ def run_fit(data: Any, options: dict[str, Any], quiet: bool = False):
         warnings.simplefilter("always")
         status = console.status("Fitting EM (the first fit of a shape compiles)...", spinner="dots")
         with status if not quiet else contextlib.nullcontext():
-            result = fit_attentiveness(data, **options)
+            result = fit_attentiveness(data, options)
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {as_flags(str(warning.message))}")
     if not quiet:
@@ -280,21 +273,11 @@ def print_fit(result) -> None:
         rows += [(f"mu[{group}]", value, f"mu[{index}]") for index, (group, value) in enumerate(params["mu"].items())]
     elif params["mu"] is not None:
         rows.append(("mu", params["mu"], "mu[0]"))
-    if result.family == "point":
-        rows.append(("eta", params["support"][0], "eta"))
-    if result.family == "two_point":
-        rows += [("eta_lo", params["support"][0], "eta_lo"), ("eta_hi", params["support"][1], "eta_hi")]
-        rows.append(("weight_hi", params["weights"][1], "weight_hi"))
-    if result.family == "beta":
-        rows += [("alpha", params["alpha"], "alpha"), ("beta", params["beta"], "beta")]
+    rows += result.config.family.table_rows(params)
     for name, value, error_key in rows:
         error = errors.get(error_key)
         table.add_row(name, f"{value:.4f}", "fixed" if error is None else f"{error:.4f}")
     stdout.print(table)
-    if result.family == "npmle":
-        weights = params["weights"]
-        support = [(g, w) for g, w in zip(params["eta_grid"], weights) if w > 1e-3]
-        stdout.print("npmle nodes with weight > 0.001: " + ", ".join(f"{g:.2f}:{w:.3f}" for g, w in support))
     stdout.print(
         f"users {result.data.num_users:,}  labels {result.data.num_labels:,}  loglik {result.loglik:.2f}  "
         f"BIC {result.bic:.2f}  iterations {result.num_iter}  converged {result.converged}"
@@ -306,7 +289,7 @@ def simulate(
     users: int = typer.Option(1000, "--users", help="number of users m"),
     labels: int = typer.Option(20, "--labels", help="labels per user n (mean when --poisson)"),
     mu: str = typer.Option("0.74", "--mu", help="gap, or one per group: 0.6,0.9"),
-    family: str = typer.Option("two_point", "--family", help="true P_eta: point | two_point | beta"),
+    family: str = typer.Option("two_point", "--family", help="true P_eta: point | two_point | beta | npmle (nodes --support, equal weights)"),
     eta: float = typer.Option(0.5, "--eta", help="point family: everyone's eta"),
     support: str = typer.Option("0.1,0.9", "--support", help="two_point support lo,hi"),
     weight_hi: float = typer.Option(0.4, "--weight-hi", help="two_point share of attentive users"),
@@ -328,15 +311,9 @@ def simulate(
         if users < 1 or labels < 1:
             raise DataError(f"--users {users} and --labels {labels} must both be at least 1")
         mu_values = parse_floats(mu, "--mu")
-        family_options: dict[str, Any] = {}
-        if family == "point":
-            family_options["eta"] = eta
-        elif family == "two_point":
-            family_options.update(support=parse_floats(support, "--support", 2), weight_hi=weight_hi)
-        elif family == "beta":
-            family_options.update(alpha=alpha, beta=beta)
-        else:
-            raise DataError(f"--family {family!r} must be point, two_point or beta for simulate")
+        choice(family, FAMILIES, "--family")
+        # Each family takes the options it needs (jaxpref.core.families.base.Family.truth).
+        family_options = dict(eta=eta, support=parse_floats(support, "--support"), weight_hi=weight_hi, alpha=alpha, beta=beta)
         check_seed(seed)
         reward = parse_floats(reward_gap, "--reward-gap", 2)
         use_compilation_cache()
@@ -449,11 +426,13 @@ def filter_command(
             family, support, mu, mu_prior, p_column, group_column, num_grid, threshold, restarts, seed, dtype,
             user_column, label_column, method,
         )
-        check_output(out, [data], "--out")
+        kind = check_output(out, [data], "--out")
         from jaxpref.core.posterior import check_rule, filter_labels, select_users
 
         check_rule(rule, cutoff=cutoff, level=level, fraction=fraction)
         columns = {"user_column": user_column, "label_column": label_column, "group_column": group_column}
+        with reading(data):
+            check_format_holds(scan(data, p_column=p_column, **columns)[0].collect_schema(), kind, "--out")
         if p_column is None:
             # Two passes over the file, never holding its rows: counts -> fit -> kept rows.
             from jaxpref.scale.streaming import filter_stream, stream_counts

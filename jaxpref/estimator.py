@@ -17,33 +17,31 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 import warnings
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-
-from jaxpref import options
+from jaxtyping import Array
 
 from jaxpref.core import dense, driver, em
 from jaxpref.io.data import (
     PreferenceData,
     UserCounts,
-    check_positive,
     compress_counts,
     label_stats,
     load_preferences,
     user_counts,
-    validate_mu,
     warn_degenerate,
 )
 from jaxpref.errors import DataError, IdentifiabilityWarning
-from jaxpref.core.families import FamilyParams, FamilySpec, make_family
+from jaxpref.core.families import make_family
+from jaxpref.core.families.base import Family
 from jaxpref.identifiability import warn_if_flat
 from jaxpref.core.likelihood import LabelStats
 from jaxpref.core.posterior import (
@@ -52,8 +50,9 @@ from jaxpref.core.posterior import (
     user_posterior,
 )
 from jaxpref.core.uncertainty import free_parameters, standard_errors
+from jaxpref.options import FitOptions, json_key
 
-__all__ = ["IdentifiabilityWarning", "AttentivenessFit", "resolve_mu", "fit_attentiveness", "AttentivenessEM"]
+__all__ = ["IdentifiabilityWarning", "AttentivenessFit", "fit_attentiveness", "AttentivenessEM"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,64 +187,7 @@ class AttentivenessFit:
         }
 
 
-def resolve_mu(
-    data: PreferenceData | UserCounts, mu: Any, mu_prior: Any, spec: FamilySpec
-) -> tuple[str, np.ndarray, tuple[float, float]]:
-    """Returns ``(mu_mode, mu_start_per_group, prior)``; conflicting options are a `DataError`."""
-    if data.p is not None:
-        if mu is not None or mu_prior is not None:
-            raise DataError(
-                "mu/mu_prior were given with per-label p: p already is each label's gap; drop mu or p_column"
-            )
-        return "per_label", np.asarray([0.75]), (1.0, 1.0)
-    if isinstance(mu, str) and mu != "free":
-        raise DataError(f"mu={mu!r} is not understood: pass a number in (0.5, 1), a list per group, or 'free'")
-    if mu is not None and mu_prior is not None:
-        what = "mu='free' asks for the MLE" if mu == "free" else f"mu={mu!r} fixes the gap"
-        raise DataError(f"{what}, so mu_prior={mu_prior!r} would be ignored: pass mu or mu_prior, not both")
-    mode = "free" if mu == "free" else ("known" if mu is not None else "prior")
-    prior = (1.0, 1.0)
-    if mode == "prior":
-        prior = options.PAPER_MU_PRIOR if mu_prior is None else mu_prior
-        try:
-            a, b = (float(v) for v in prior)
-        except (TypeError, ValueError):
-            raise DataError(f"mu_prior={mu_prior!r} must be two numbers a,b (e.g. 8,2)") from None
-        prior = (check_positive(a, "mu_prior a"), check_positive(b, "mu_prior b"))
-    num_groups = data.num_groups
-    if mode != "known":
-        return mode, np.full(num_groups, 0.75), prior
-    if isinstance(mu, Mapping):
-        if data.group_ids is None:
-            raise DataError("mu was given per group but the data have no group column: pass group_column=<name>")
-        # A key matches a group equal to it, or written the same way (the CLI's "0=0.6" is the group 0).
-        groups = set(data.group_ids.tolist())
-        by_text = {str(group): group for group in groups}
-        values_by_group = {}
-        for key, value in mu.items():
-            group = key if key in groups else by_text.get(str(key))  # ids are never None (checked on input)
-            if group is None or group in values_by_group:
-                known = [_json_key(g) for g in data.group_ids[:10]]
-                raise DataError(f"mu has key {key!r}, which is not a group (or names one twice); groups are {known}: "
-                                "give one mu per group")
-            values_by_group[group] = value
-        missing = [_json_key(g) for g in data.group_ids if _json_key(g) not in values_by_group]
-        if missing:
-            raise DataError(f"mu has no value for group(s) {missing[:5]}: give one mu per group")
-        values = validate_mu([values_by_group[_json_key(g)] for g in data.group_ids])
-    else:
-        values = validate_mu(mu)
-        if values.size == 1:
-            values = np.full(num_groups, values[0])
-        elif values.size != num_groups:
-            raise DataError(
-                f"mu has {values.size} values but the data have {num_groups} group(s): "
-                "give one mu, or one per group in sorted group order"
-            )
-    return mode, values, prior
-
-
-def _warn_not_identified(mode: str, spec: FamilySpec) -> None:
+def _warn_not_identified(mode: str, spec: Family) -> None:
     """mu free with moving nodes is not identified at all; other free-mu fits get the
     data-driven flat-profile check of `jaxpref.identifiability.warn_if_flat`."""
     if mode == "free" and spec.moving_nodes:
@@ -258,7 +200,7 @@ def _warn_not_identified(mode: str, spec: FamilySpec) -> None:
         )
 
 
-def _warn_shape_not_identified(spec: FamilySpec, num_labels: np.ndarray) -> None:
+def _warn_shape_not_identified(spec: Family, num_labels: np.ndarray) -> None:
     """With n labels per user only the first n moments of P_eta are identified: a P_eta with
     more free parameters than the most labels any user gave is not identified by the data."""
     most = int(num_labels.sum(axis=1).max())
@@ -274,16 +216,7 @@ def _warn_shape_not_identified(spec: FamilySpec, num_labels: np.ndarray) -> None
         )
 
 
-def _canonical_order(state: em.EMState, spec: FamilySpec) -> em.EMState:
-    """Orders an estimated two-point support as (lo, hi) (EM may swap the labels)."""
-    if spec.name != "two_point" or spec.support is not None:
-        return state
-    order = jnp.argsort(state.family.eta_grid)
-    family = state.family
-    return state._replace(family=FamilyParams(family.eta_grid[order], family.log_weights[order], family.beta_shape))
-
-
-def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: PreferenceData | UserCounts) -> dict[str, Any]:
+def _params_dict(state: em.EMState, spec: Family, mode: str, data: PreferenceData | UserCounts) -> dict[str, Any]:
     grid = np.asarray(state.family.eta_grid, np.float64)
     log_weights = np.asarray(state.family.log_weights)
     # A weight the fit set to 0 is stored as log(tiny) (finite, for the E-step): report it as 0.
@@ -293,17 +226,12 @@ def _params_dict(state: em.EMState, spec: FamilySpec, mode: str, data: Preferenc
     if mode == "per_label":
         mu = None
     elif data.group_ids is not None:
-        mu = {_json_key(g): m for g, m in zip(data.group_ids, mu_values)}
+        mu = {json_key(g): m for g, m in zip(data.group_ids, mu_values)}
     else:
         mu = mu_values[0]
-    return {
-        "mu": mu,
-        "support": grid.tolist() if spec.name in ("point", "two_point") else None,
-        "weights": weights.tolist() if spec.name in ("two_point", "npmle") else None,
-        "alpha": float(state.family.beta_shape[0]) if spec.name == "beta" else None,
-        "beta": float(state.family.beta_shape[1]) if spec.name == "beta" else None,
-        "eta_grid": grid.tolist(),
-    }
+    family = dict.fromkeys(("support", "weights", "alpha", "beta"))
+    family.update(spec.report(grid, weights, np.asarray(state.family.beta_shape, np.float64)))
+    return {"mu": mu, **family, "eta_grid": grid.tolist()}
 
 
 def _to_float64(leaf: Any) -> Any:
@@ -312,59 +240,38 @@ def _to_float64(leaf: Any) -> Any:
     return leaf.astype(jnp.float64) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
 
-def _json_key(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+# The steps after EM are each one executable: run op by op they compiled some 45 small programs,
+# most of a small fit's time on the command line.
+@functools.partial(jax.jit, static_argnames="config")
+def _finish_in_float64(state: em.EMState, stats: Any, config: em.EMConfig) -> tuple[Any, Any]:
+    """The polished, certified fit in float64 (state in the family's canonical labelling), and
+    the statistics in float64. Call under ``jax.enable_x64(True)``."""
+    state, stats = jax.tree.map(_to_float64, (state, stats))
+    result = driver.finish(state, stats, config)
+    return result._replace(state=result.state._replace(family=config.family.canonical(result.state.family))), stats
 
 
-def fit_attentiveness(
-    data: Any,
-    *,
-    family: str = "two_point",
-    mu: float | Sequence[float] | Mapping[Any, float] | str | None = None,
-    mu_prior: tuple[float, float] | None = None,
-    support: tuple[float, float] | None = None,
-    num_grid: int = 64,
-    threshold: float = 0.5,
-    num_restarts: int = 4,
-    seed: int = 0,
-    tol: float = 1e-7,
-    max_iter: int = 2000,
-    gap_tol: float = 1e-3,
-    dtype: str = "float32",
-    method: str = "squarem",
-    user_column: str = "user",
-    label_column: str = "label",
-    p_column: str | None = None,
-    group_column: str | None = None,
-) -> AttentivenessFit:
+@functools.partial(jax.jit, static_argnames="dtype")
+def _user_summaries(state64: em.EMState, stats: Any, threshold: float, dtype: np.dtype) -> tuple[Any, Array, Any]:
+    """The state in the output dtype, the log posterior over nodes and the per-user summaries."""
+    state = jax.tree.map(lambda leaf: leaf.astype(dtype), state64)
+    log_resp = em.node_log_posterior(state, stats)
+    return state, log_resp, user_posterior(log_resp, state.family.eta_grid, jnp.asarray(threshold, dtype))
+
+
+def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_values: Any) -> AttentivenessFit:
     """Fits the attentiveness model by EM.
 
     Args:
         data: labels (see `jaxpref.io.data.load_preferences` for accepted inputs), or per-user
             counts as a `jaxpref.io.data.UserCounts` (from `jaxpref.scale.streaming.stream_counts` or
             `jaxpref.io.data.load_counts`; column names are then not used).
-        family: P_eta family: ``point``, ``two_point``, ``beta`` or ``npmle``.
-        mu: the gap. A number in (0.5, 1) (known; one per group as a list in sorted group
-            order or a ``{group: mu}`` dict), ``"free"`` for the MLE (warns: weakly or not
-            identified), or None for MAP under ``mu_prior``.
-        mu_prior: Beta(a, b) prior on mu; default with ``mu=None`` is the paper's (8, 2).
-            Giving it with a numeric ``mu`` or ``mu="free"`` is an error (conflicting options).
-        support: fixed ``(lo, hi)`` for ``two_point``; None estimates it.
-        num_grid: grid size G for ``beta`` and ``npmle``.
-        threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
-        num_restarts: EM starts run together with `jax.vmap`; the best objective is kept.
-        seed: seed of the random starts.
-        tol: EM hands over to the Newton polish when the objective changes by less than
-            ``tol`` per user over one iteration.
-        max_iter: EM iteration cap.
-        gap_tol: the fit is ``converged`` when its certificate (a bound on the objective
-            still to gain, nats for the whole data set) is at most ``gap_tol``.
-        dtype: ``"float32"`` (default) or ``"float64"`` for EM and the outputs; the Newton
-            polish and its certificate always run in float64.
-        method: ``"squarem"`` (accelerated EM with a monotone safeguard, the default) or
-            ``"em"`` (plain EM). Both end in the same polish, so they reach the same optimum;
-            ``num_iter`` counts SQUAREM cycles of three EM steps.
-        user_column, label_column, p_column, group_column: column names.
+        options: a `jaxpref.options.FitOptions` (family, mu, mu_prior, support, num_grid,
+            threshold, num_restarts, seed, tol, max_iter, gap_tol, dtype, method, column names);
+            None uses its defaults.
+        **option_values: the same options as keywords (``family="beta", mu=0.74``), applied
+            over ``options``. Both ``"squarem"`` and ``"em"`` end in the same polish, so they
+            reach the same optimum; ``num_iter`` counts SQUAREM cycles of three EM steps.
 
     Returns:
         An `AttentivenessFit`.
@@ -372,32 +279,19 @@ def fit_attentiveness(
     Raises:
         DataError: on bad data or options (the message names the argument and the fix).
     """
-    float_dtype = options.float_dtype(dtype)
-    if method not in options.METHODS:
-        raise DataError(f"method={method!r} must be one of {', '.join(options.METHODS)}")
-    if not isinstance(num_restarts, int) or num_restarts < 1:
-        raise DataError(f"num_restarts={num_restarts!r} must be an integer >= 1")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise DataError(f"max_iter={max_iter!r} must be an integer >= 1")
-    check_positive(tol, "tol")
-    check_positive(gap_tol, "gap_tol")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
-        raise DataError(f"threshold={threshold!r} must be a number in [0, 1]")
-    threshold = float(threshold)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(2**63) <= seed < 2**63:
-        raise DataError(f"seed={seed!r} must be a 64-bit integer, in [-2^63, 2^63)")
-    spec = make_family(family, num_grid, support)
+    options = (options or FitOptions()).replace(**option_values)
+    dtype, seed, num_restarts, threshold = options.dtype, options.seed, options.num_restarts, options.threshold
+    float_dtype = np.dtype(dtype)
+    spec = make_family(options.family, options.num_grid, options.support)
     if isinstance(data, UserCounts):
-        if p_column is not None:
+        if options.p_column is not None:
             raise DataError("p_column was given with per-user counts: per-label p needs the label rows")
     else:
-        data = load_preferences(
-            data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
-        )
-    mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
+        data = load_preferences(data, **options.columns)
+    mode, mu_start, prior = options.resolve_mu(data)
     _warn_not_identified(mode, spec)
-    config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=float(tol), max_iter=max_iter,
-                         gap_tol=float(gap_tol))
+    config = em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior, tol=options.tol, max_iter=options.max_iter,
+                         gap_tol=options.gap_tol)
 
     with jax.enable_x64(dtype == "float64"):
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
@@ -412,24 +306,24 @@ def fit_attentiveness(
             warn_if_flat(stats, config, seed=seed, num_restarts=num_restarts)
         core_stats = posterior_stats = stats
         if isinstance(stats, LabelStats) and not spec.moving_nodes:
-            # Per-label p on a fixed grid: L is fixed, so tabulate it once (in chunks).
+            # Per-label p on a fixed grid: L is fixed, so tabulate it once (in chunks). On a CPU the
+            # chunked, pre-exponentiated DenseTable is fastest; on an accelerator the log-space step
+            # over the whole table is (16x at 1e7 users x 64 nodes on an H200: benchmarks/README.md).
             grid = em.init(config, mu_start.astype(float_dtype)).family.eta_grid
-            core_stats = dense.dense_table(stats, grid)
-            posterior_stats = dense.to_log_lik_table(core_stats, stats.multiplicity.shape[0])
+            table = dense.dense_table(stats, grid)
+            posterior_stats = dense.to_log_lik_table(table, stats.multiplicity.shape[0])
+            core_stats = table if jax.default_backend() == "cpu" else posterior_stats
         best, _ = driver.fit_restarts(
             jax.random.key(seed), core_stats, config._replace(polish=False), jnp.asarray(mu_start, float_dtype),
-            num_restarts, method,
+            num_restarts, options.method,
         )
         with jax.enable_x64(True):
             # Polish and certify in float64: float32 resolves an objective of 1e6 nats only to ~0.1.
-            exact_stats = jax.tree.map(_to_float64, posterior_stats)
-            result = driver.finish(jax.tree.map(_to_float64, best.state), exact_stats, config)
-            state64 = _canonical_order(result.state, spec)
+            result, exact_stats = _finish_in_float64(best.state, posterior_stats, config)
+            state64 = result.state
             errors = standard_errors(state64, exact_stats, config)
             gap, loglik, objective = (float(value) for value in (result.optimality_gap, result.loglik, result.objective))
-        state = jax.tree.map(lambda leaf: jnp.asarray(leaf, float_dtype), state64)
-        log_resp = em.node_log_posterior(state, posterior_stats)
-        summaries = user_posterior(log_resp, state.family.eta_grid, jnp.asarray(threshold, float_dtype))
+        state, log_resp, summaries = _user_summaries(state64, posterior_stats, threshold, float_dtype)
         log_resp = np.asarray(log_resp)
         summaries = {name: np.asarray(value, np.float64)[row_of_user] for name, value in summaries._asdict().items()}
 
@@ -450,14 +344,14 @@ def fit_attentiveness(
         loglik=loglik,
         objective=objective,
         num_iter=int(best.num_iter),
-        converged=gap <= gap_tol,
+        converged=gap <= options.gap_tol,
         optimality_gap=gap,
         loglik_trace=trace,
         aic=2.0 * num_params - 2.0 * loglik,
         bic=num_params * math.log(data.num_users) - 2.0 * loglik,
         users=users,
         data=data,
-        family=family,
+        family=options.family,
         mu_mode=mode,
         threshold=threshold,
         dtype=dtype,

@@ -31,10 +31,10 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from jaxpref.core import driver, em
-from jaxpref.io.data import CountStats, check_positive, count_stats, load_preferences
+from jaxpref.io.data import CountStats, count_stats, load_preferences
 from jaxpref.errors import DataError, IdentifiabilityWarning
 from jaxpref.core.families import make_family
-from jaxpref.options import float_dtype
+from jaxpref.options import FitOptions, float_dtype
 
 __all__ = [
     "MuProfile",
@@ -159,69 +159,49 @@ def _profile(stats, config, mu_grid, level, seed, num_restarts, prior=None) -> M
 
 def profile_loglik_mu(
     data: Any,
+    options: FitOptions | None = None,
     *,
-    family: str = "two_point",
-    support: tuple[float, float] | None = None,
-    num_grid: int = 64,
     mu_grid: Any = None,
-    mu_prior: tuple[float, float] | None = None,
     level: float = 0.95,
-    num_restarts: int = 4,
-    seed: int = 0,
-    tol: float = 1e-7,
-    max_iter: int = 2000,
-    dtype: str = "float32",
-    user_column: str = "user",
-    label_column: str = "label",
-    p_column: str | None = None,
-    group_column: str | None = None,
+    **option_values: Any,
 ) -> MuProfile:
     """Profile log-likelihood of mu (one gap), maximising over P_eta at each mu.
 
     Args:
         data: labels (see `jaxpref.io.data.load_preferences`); one gap, no per-label p.
-        family, support, num_grid: the P_eta family profiled over (as in `fit_attentiveness`).
+        options: a `jaxpref.options.FitOptions`: the family (``family``, ``support``,
+            ``num_grid``) profiled over, EM settings at each grid point (``num_restarts``,
+            ``seed``, ``tol``, ``max_iter``, ``dtype``), column names (per-label p and groups
+            are refused: no single mu to profile), and an optional ``mu_prior``: the interval is
+            then read from the penalised profile ``loglik + log prior``. ``mu`` must be None
+            (it is what is profiled).
         mu_grid: increasing values in (1/2, 1); default `default_mu_grid`.
-        mu_prior: optional Beta(a, b): the interval is then read from the penalised
-            profile ``loglik + log prior``.
         level: level of the likelihood-ratio interval.
-        num_restarts, seed, tol, max_iter, dtype: EM settings at each grid point.
-        user_column, label_column, p_column, group_column: column names; per-label p and
-            groups are refused (no single mu to profile).
+        **option_values: options as keywords, applied over ``options``.
 
     Returns:
         A `MuProfile`.
     """
-    float_dtype(dtype)
+    options = (options or FitOptions()).replace(**option_values)
+    if options.mu is not None:
+        raise DataError(f"mu={options.mu!r} was given, but profile_loglik_mu profiles mu: drop mu")
     if not 0.0 < float(level) < 1.0:
         raise DataError(f"level={level!r} must lie in (0, 1)")
-    if not isinstance(num_restarts, int) or num_restarts < 1:
-        raise DataError(f"num_restarts={num_restarts!r} must be an integer >= 1")
-    check_positive(tol, "tol")
     mu_grid = default_mu_grid() if mu_grid is None else np.asarray(mu_grid, np.float64).reshape(-1)
     if mu_grid.size < 3 or np.any(np.diff(mu_grid) <= 0) or mu_grid[0] <= 0.5 or mu_grid[-1] >= 1.0:
         raise DataError("mu_grid must hold at least 3 increasing values inside (0.5, 1), e.g. np.linspace(0.51, 0.99, 49)")
-    prior = None
-    if mu_prior is not None:
-        try:
-            a, b = (float(v) for v in mu_prior)
-        except (TypeError, ValueError):
-            raise DataError(f"mu_prior={mu_prior!r} must be two numbers a,b (e.g. 8,2)") from None
-        prior = (check_positive(a, "mu_prior a"), check_positive(b, "mu_prior b"))
-    spec = make_family(family, num_grid, support)
-    data = load_preferences(
-        data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
-    )
+    spec = make_family(options.family, options.num_grid, options.support)
+    data = load_preferences(data, **options.columns)
     if data.p is not None or data.num_groups != 1:
         raise DataError(
             "profile_loglik_mu needs one gap mu: the data have per-label p or groups; "
             "profile each group's data apart"
         )
-    config = em.EMConfig(family=spec, mu_mode="known", tol=float(tol), max_iter=max_iter)
-    with jax.enable_x64(dtype == "float64"):
-        stats, _ = count_stats(data, float_dtype(dtype))
+    config = em.EMConfig(family=spec, mu_mode="known", tol=options.tol, max_iter=options.max_iter)
+    with jax.enable_x64(options.dtype == "float64"):
+        stats, _ = count_stats(data, float_dtype(options.dtype))
         stats = jax.tree.map(jnp.asarray, stats)
-        return _profile(stats, config, mu_grid, float(level), seed, num_restarts, prior)
+        return _profile(stats, config, mu_grid, float(level), options.seed, options.num_restarts, options.mu_prior)
 
 
 def flat_profile(profile: MuProfile, fraction: float = FLAT_FRACTION, open_fraction: float = OPEN_FRACTION) -> bool:

@@ -14,7 +14,7 @@ Two entry points:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,73 +22,37 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array
 
-from jaxpref.io.data import DataError, check_positive, validate_mu
-from jaxpref.options import FAMILIES
+from jaxpref.core.families import family_class
+from jaxpref.core.families.base import EtaDistribution
+from jaxpref.errors import DataError
+from jaxpref.options import validate_mu
 
 __all__ = ["EtaDistribution", "eta_distribution", "sample_eta", "Simulation", "simulate", "simulate_counts", "replicate"]
 
 
-class EtaDistribution(NamedTuple):
-    """A true P_eta to sample from (static: hashable).
-
-    Attributes:
-        family: ``point``, ``two_point``, ``beta`` or ``npmle`` (a discrete P_eta on ``support``).
-        support: nodes (point: one value; two_point: (lo, hi); npmle: any nodes).
-        weights: node probabilities (two_point: (1 - weight_hi, weight_hi)).
-        alpha, beta: Beta shapes.
-    """
-
-    family: str
-    support: tuple[float, ...] = ()
-    weights: tuple[float, ...] = ()
-    alpha: float = 1.0
-    beta: float = 1.0
+#: Options of the true P_eta (each family's `truth` takes its own).
+TRUTH_OPTIONS = ("eta", "support", "weight_hi", "weights", "alpha", "beta")
 
 
-def eta_distribution(
-    family: str,
-    *,
-    eta: float = 0.5,
-    support: tuple[float, ...] = (0.1, 0.9),
-    weight_hi: float = 0.4,
-    weights: tuple[float, ...] | None = None,
-    alpha: float = 3.0,
-    beta: float = 5.0,
-) -> EtaDistribution:
-    """Validates and builds an `EtaDistribution`.
+def eta_distribution(family: str, **options: Any) -> EtaDistribution:
+    """Validates and builds the true P_eta of a family (`jaxpref.core.families.base.Family.truth`).
 
     Args:
-        family: ``point`` (everyone has ``eta``), ``two_point`` (``support`` = (lo, hi), a
-            share ``weight_hi`` at hi), ``beta`` (Beta(``alpha``, ``beta``)), ``npmle`` (nodes
-            ``support`` with probabilities ``weights``).
+        family: ``point`` (everyone has ``eta``), ``two_point`` (``support`` = (lo, hi), a share
+            ``weight_hi`` at hi), ``beta`` (Beta(``alpha``, ``beta``)), ``npmle`` (nodes
+            ``support`` with probabilities ``weights``, equal when omitted).
+        **options: the family's options; those of other families are ignored.
     """
-    if family not in FAMILIES:
-        raise DataError(f"family={family!r} is unknown: choose one of {', '.join(FAMILIES)}")
-    if family == "point":
-        if not 0.0 <= eta <= 1.0:
-            raise DataError(f"eta={eta!r} must lie in [0, 1]")
-        return EtaDistribution("point", (float(eta),), (1.0,))
-    if family == "beta":
-        return EtaDistribution("beta", alpha=check_positive(alpha, "alpha"), beta=check_positive(beta, "beta"))
-    nodes = tuple(float(v) for v in support)
-    if any(not 0.0 <= v <= 1.0 for v in nodes):
-        raise DataError(f"support={support!r} must lie in [0, 1]")
-    if family == "two_point":
-        if len(nodes) != 2 or nodes[0] >= nodes[1]:
-            raise DataError(f"support={support!r} must be two values lo < hi for family='two_point'")
-        if not 0.0 <= weight_hi <= 1.0:
-            raise DataError(f"weight_hi={weight_hi!r} must lie in [0, 1]")
-        return EtaDistribution("two_point", nodes, (1.0 - float(weight_hi), float(weight_hi)))
-    probabilities = np.full(len(nodes), 1.0 / len(nodes)) if weights is None else np.asarray(weights, float)
-    if probabilities.shape != (len(nodes),) or np.any(probabilities < 0) or not np.isclose(probabilities.sum(), 1.0):
-        raise DataError(f"weights={weights!r} must be {len(nodes)} non-negative numbers summing to 1")
-    return EtaDistribution("npmle", nodes, tuple(probabilities.tolist()))
+    unknown = sorted(set(options) - set(TRUTH_OPTIONS))
+    if unknown:
+        raise DataError(f"unknown option(s) {', '.join(unknown)} for the true P_eta: use {', '.join(TRUTH_OPTIONS)}")
+    return family_class(family).truth(**options)
 
 
 @functools.partial(jax.jit, static_argnames=("num_users", "distribution"))
 def sample_eta(key: Array, num_users: int, distribution: EtaDistribution) -> Array:
     """``(num_users,)`` draws of eta from ``distribution``."""
-    if distribution.family == "beta":
+    if not distribution.support:
         return jax.random.beta(key, distribution.alpha, distribution.beta, (num_users,))
     nodes = jnp.asarray(distribution.support)
     index = jax.random.choice(key, nodes.shape[0], (num_users,), p=jnp.asarray(distribution.weights))

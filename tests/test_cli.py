@@ -82,7 +82,7 @@ BAD = [
     (["fit", "missing.parquet"], "does not exist"),
     (["fit", "{data}", "--mu", "0.4"], "outside (0.5, 1)"),
     (["fit", "{data}", "--mu", "abc"], "--mu"),
-    (["fit", "{data}", "--family", "gauss"], "--family 'gauss' must be one of"),
+    (["fit", "{data}", "--family", "gauss"], "--family 'gauss' is unknown: choose one of"),
     (["fit", "{data}", "--support", "0.9"], "--support"),
     (["fit", "{data}", "--p-column", "p"], "p column 'p' not found"),
     (["fit", "{bad}"], "outside {0, 1}"),

@@ -45,20 +45,20 @@ import pandas as pd
 from jaxtyping import Array
 
 from jaxpref import options
+from jaxpref.options import FitOptions, check_positive
 
 from jaxpref.core import em
 from jaxpref.io.data import (
     CountStats,
     DataError,
     PreferenceData,
-    check_positive,
     count_stats,
     label_stats,
     load_preferences,
     user_counts,
 )
-from jaxpref.estimator import resolve_mu
-from jaxpref.core.families import beta_log_weights, initial_family_params, make_family
+from jaxpref.core.families import make_family
+from jaxpref.core.families.beta import beta_log_weights
 from jaxpref.core.likelihood import Stats, log_lik_table, marginal_loglik, safe_log
 
 __all__ = [
@@ -118,7 +118,7 @@ def family_from_sites(config: BayesConfig, sites: dict[str, Array], dtype=jnp.fl
             grid = jnp.asarray(spec.support, dtype)
         weight_hi = sites["weight_hi"]
         return grid, safe_log(jnp.stack([1.0 - weight_hi, weight_hi]))
-    grid = initial_family_params(None, spec, dtype).eta_grid
+    grid = spec.init(None, dtype).eta_grid
     if spec.name == "beta":
         return grid, beta_log_weights(grid, jnp.stack([sites["alpha"], sites["beta"]]))
     return grid, safe_log(sites["weights"])
@@ -492,7 +492,7 @@ def fit_bayes(
     )
     if form == "explicit" and data.p is not None:
         raise DataError("form='explicit' supports gap data (mu), not per-label p: use form='marginal'")
-    mode, mu_start, prior = resolve_mu(data, mu, mu_prior, spec)
+    mode, mu_start, prior = FitOptions(family=family, mu=mu, mu_prior=mu_prior, support=support).resolve_mu(data)
     config = BayesConfig(em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior), form, float(concentration))
 
     with jax.enable_x64(dtype == "float64"):

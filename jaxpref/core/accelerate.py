@@ -25,8 +25,8 @@ decreases (up to float round-off), exactly as for plain EM. ``step_max`` grows b
 accepted step that hit it and shrinks by 4 after a rejected one (the SQUAREM package's
 defaults).
 
-`em_map` dispatches the EM map on the statistics: `jaxpref.core.dense.DenseTable` uses the fast
-fixed-table step of `jaxpref.core.dense`, anything else `jaxpref.core.em.step`. The loop that runs the
+The EM map is `jaxpref.core.em.step`, dispatched on the statistics (a `jaxpref.core.dense.DenseTable`
+takes its fast fixed-table step). The loop that runs the
 cycles (and plain EM) is `jaxpref.core.driver.fit`.
 
 Example:
@@ -50,16 +50,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from jaxpref.core import dense, em
-from jaxpref.core.families import BETA_SHAPE_BOUNDS, FamilyParams, beta_log_weights
-from jaxpref.core.likelihood import Stats, safe_log
+from jaxpref.core import em
+from jaxpref.core.likelihood import Stats
 
 __all__ = [
     "Coordinates",
     "to_coordinates",
     "from_coordinates",
-    "inside_bounds",
-    "em_map",
     "squarem_cycle",
     "EM_STEPS_PER_ITERATION",
 ]
@@ -96,56 +93,22 @@ def _empty(like: Array) -> Array:
 
 def to_coordinates(state: em.EMState, config: em.EMConfig) -> Coordinates:
     """Maps a state to its unconstrained coordinates (see `Coordinates`)."""
-    family, name = state.family, config.family.name
-    if name == "beta":
-        weights = jnp.log(family.beta_shape)
-    elif name == "point":
-        weights = _empty(family.log_weights)
-    else:
-        weights = jnp.exp(family.log_weights)
+    family = state.family
     nodes = family.eta_grid if config.family.moving_nodes else _empty(family.eta_grid)
     mu = jnp.log((state.mu - 0.5) / (1.0 - state.mu)) if config.estimates_mu else _empty(state.mu)
-    return Coordinates(weights, nodes, mu)
+    return Coordinates(config.family.extrapolation_weights(family), nodes, mu)
 
 
 def from_coordinates(coordinates: Coordinates, template: em.EMState, config: em.EMConfig) -> em.EMState:
     """Maps coordinates back to a valid state; fixed parts come from ``template``."""
-    family, name = template.family, config.family.name
+    family = template.family
     grid = jnp.clip(coordinates.nodes, 0.0, 1.0) if config.family.moving_nodes else family.eta_grid
-    log_weights, shape = family.log_weights, family.beta_shape
-    if name == "beta":
-        shape = jnp.clip(jnp.exp(coordinates.weights), *BETA_SHAPE_BOUNDS)
-        log_weights = beta_log_weights(grid, shape)
-    elif name != "point":
-        # safe_log keeps a node that extrapolation drove to zero weight finite (as the M-step
-        # does), so a later EM step can still revive it.
-        weights = jnp.maximum(coordinates.weights, 0.0)
-        log_weights = safe_log(weights) - safe_log(jnp.sum(weights))
+    new_family = config.family.from_extrapolation_weights(family, coordinates.weights, grid)
     mu = template.mu
     if config.estimates_mu:
         mu = 0.5 + 0.5 * jax.nn.sigmoid(coordinates.mu)
         mu = jnp.clip(mu, 0.5 + em.MU_MARGIN, 1.0 - em.MU_MARGIN)
-    return em.EMState(FamilyParams(grid, log_weights, shape), mu)
-
-
-def inside_bounds(coordinates: Coordinates, config: em.EMConfig) -> Array:
-    """False when extrapolation left the box of the Beta shapes.
-
-    Clipping such a point onto the box would be a valid state, but the Beta M-step's Newton
-    steps crawl along a bound, so a clipped point can stall EM short of the optimum that
-    plain EM reaches. Such a cycle falls back to plain EM instead.
-    """
-    if config.family.name != "beta":
-        return jnp.asarray(True)
-    lower, upper = BETA_SHAPE_BOUNDS
-    return jnp.all((coordinates.weights > jnp.log(lower)) & (coordinates.weights < jnp.log(upper)))
-
-
-def em_map(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig) -> tuple[em.EMState, em.EMInfo]:
-    """One EM step: `jaxpref.core.dense.step` on a `DenseTable`, else `jaxpref.core.em.step`."""
-    if isinstance(stats, dense.DenseTable):
-        return dense.step(state, stats, config)
-    return em.step(state, stats, config)
+    return em.EMState(new_family, mu)
 
 
 def _squared_norm(tree: Coordinates) -> Array:
@@ -168,22 +131,22 @@ class CycleInfo(NamedTuple):
 
 
 def squarem_cycle(
-    state: em.EMState, step_max: Array, stats: Stats | dense.DenseTable, config: em.EMConfig
+    state: em.EMState, step_max: Array, stats: Stats, config: em.EMConfig
 ) -> tuple[em.EMState, Array, CycleInfo]:
     """One safeguarded SQUAREM cycle (three EM steps).
 
     Args:
         state: starting state x0.
         step_max: ``()`` largest allowed extrapolation length (>= 1).
-        stats: statistics, as for `em_map`.
+        stats: statistics, as for `jaxpref.core.em.step`.
         config: static EM configuration.
 
     Returns:
         ``(new_state, new_step_max, info)``; the objective at ``new_state`` is at least
         ``info.objective`` up to round-off.
     """
-    state1, info0 = em_map(state, stats, config)
-    state2, _ = em_map(state1, stats, config)
+    state1, info0 = em.step(state, stats, config)
+    state2, _ = em.step(state1, stats, config)
     x0, x1, x2 = (to_coordinates(s, config) for s in (state, state1, state2))
     r = jax.tree.map(jnp.subtract, x1, x0)
     v = jax.tree.map(lambda a, b, c: c - 2.0 * b + a, x0, x1, x2)
@@ -193,11 +156,11 @@ def squarem_cycle(
     alpha = jnp.where(v_norm2 > 0, jnp.clip(raw, 1.0, step_max), 1.0)
     extrapolated = jax.tree.map(lambda a, b, c: a + 2.0 * alpha * b + alpha**2 * c, x0, r, v)
     candidate = from_coordinates(extrapolated, state2, config)
-    stabilised, info_candidate = em_map(candidate, stats, config)
+    stabilised, info_candidate = em.step(candidate, stats, config)
     accepted = (
         jnp.isfinite(info_candidate.objective)
         & (info_candidate.objective >= info0.objective)
-        & inside_bounds(extrapolated, config)
+        & config.family.inside_bounds(extrapolated.weights)
     )
     at_cap = alpha >= step_max
     new_step_max = jnp.where(

@@ -49,7 +49,6 @@ from jaxtyping import Array, Float
 
 from jaxpref.core import em
 from jaxpref.io.data import CountStats, LabelStats
-from jaxpref.core.families import family_m_step
 from jaxpref.core.likelihood import LogLikTable, log_lik_table, prob_pref_a, safe_log
 
 __all__ = [
@@ -164,33 +163,46 @@ def dense_table(
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be a positive integer (users per chunk)")
-    if not isinstance(stats, (LogLikTable, LabelStats, CountStats)):
-        raise TypeError(f"stats of type {type(stats).__name__} cannot be tabulated: pass LogLikTable, "
-                        "LabelStats or CountStats")
-    if isinstance(stats, LogLikTable):
-        table = jnp.asarray(stats.table)
-    elif eta_grid is None:
-        raise ValueError("eta_grid is needed to tabulate LabelStats/CountStats: pass the fixed grid of the fit")
-    elif isinstance(stats, LabelStats):
-        grid = jnp.asarray(eta_grid)
-        table = label_log_lik_table(
-            jnp.asarray(stats.row_index), jnp.asarray(stats.label, grid.dtype), jnp.asarray(stats.p, grid.dtype),
-            grid, num_rows=int(stats.multiplicity.shape[0]),
-        )
-    else:
-        if mu is None:
-            raise ValueError("mu is needed to tabulate CountStats: a DenseTable is for a known mu")
-        table = log_lik_table(jax.tree.map(jnp.asarray, stats), jnp.asarray(eta_grid), jnp.asarray(mu))
+    table = _tabulate(stats, eta_grid, mu)
     multiplicity = jnp.asarray(stats.multiplicity, table.dtype)
     return _from_log_table(table, multiplicity, chunk_size)
+
+
+@functools.singledispatch
+def _tabulate(stats: Any, eta_grid: Array | None, mu: Array | None) -> Array:
+    """``(num_rows, num_grid)`` L of the statistics (dispatched on their type), for `dense_table`."""
+    raise TypeError(f"stats of type {type(stats).__name__} cannot be tabulated: pass LogLikTable, LabelStats or CountStats")
+
+
+@_tabulate.register
+def _(stats: LogLikTable, eta_grid: Array | None, mu: Array | None) -> Array:
+    return jnp.asarray(stats.table)
+
+
+@_tabulate.register
+def _(stats: LabelStats, eta_grid: Array | None, mu: Array | None) -> Array:
+    if eta_grid is None:
+        raise ValueError("eta_grid is needed to tabulate LabelStats: pass the fixed grid of the fit")
+    grid = jnp.asarray(eta_grid)
+    return label_log_lik_table(
+        jnp.asarray(stats.row_index), jnp.asarray(stats.label, grid.dtype), jnp.asarray(stats.p, grid.dtype),
+        grid, num_rows=int(stats.multiplicity.shape[0]),
+    )
+
+
+@_tabulate.register
+def _(stats: CountStats, eta_grid: Array | None, mu: Array | None) -> Array:
+    if eta_grid is None or mu is None:
+        raise ValueError("eta_grid and mu are needed to tabulate CountStats: a DenseTable is for a fixed grid and a known mu")
+    return log_lik_table(jax.tree.map(jnp.asarray, stats), jnp.asarray(eta_grid), jnp.asarray(mu))
 
 
 def check_config(config: em.EMConfig) -> None:
     """Raises ValueError unless the configuration keeps L fixed (fixed nodes, mu not estimated)."""
     if config.family.moving_nodes or config.estimates_mu:
         raise ValueError(
-            f"a DenseTable holds a fixed likelihood table, but family={config.family.name!r} "
-            f"(support={config.family.support}) with mu_mode={config.mu_mode!r} moves the nodes or mu: "
+            f"a DenseTable holds a fixed likelihood table, but {config.family} with "
+            f"mu_mode={config.mu_mode!r} moves the nodes or mu: "
             "use CountStats/LabelStats with jaxpref.core.em, or fix mu and the support"
         )
 
@@ -259,8 +271,19 @@ def step(state: em.EMState, table: DenseTable, config: em.EMConfig) -> tuple[em.
     check_config(config)
     loglik, node_totals = _sweep(state, table)
     info = em.EMInfo(loglik, loglik + em.log_prior(config, state.mu))
-    new_family = family_m_step(config.family, state.family, node_totals, None)
+    new_family = config.family.m_step(state.family, node_totals, None)
     return em.EMState(new_family, state.mu), info
+
+
+@em.step_on.register
+def _(table: DenseTable, state: em.EMState, config: em.EMConfig) -> tuple[em.EMState, em.EMInfo]:
+    return step(state, table, config)
+
+
+@log_lik_table.register
+def _(table: DenseTable, eta_grid: Array, mu: Array) -> Array:
+    # Rows line up with ``table.multiplicity`` (padding rows have multiplicity 0).
+    return table.log_table.reshape(-1, table.log_table.shape[-1])
 
 
 def to_log_lik_table(table: DenseTable, num_rows: int) -> LogLikTable:

@@ -20,13 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxpref.core.families import FamilyParams, FamilySpec, family_m_step, initial_family_params
-from jaxpref.core.likelihood import LogLikTable, Stats, expected_counts, marginal_loglik
+from jaxpref.core.families.base import Family, FamilyParams
+from jaxpref.core.likelihood import Stats, expected_counts, marginal_loglik
 
 __all__ = [
     "MU_MODES",
@@ -38,6 +39,7 @@ __all__ = [
     "log_prior",
     "objective",
     "step",
+    "step_on",
     "node_log_posterior",
 ]
 
@@ -64,7 +66,7 @@ class EMConfig(NamedTuple):
             False keeps the EM point and reports no certificate (never converged).
     """
 
-    family: FamilySpec
+    family: Family
     mu_mode: str = "known"
     mu_prior: tuple[float, float] = (1.0, 1.0)
     tol: float = 1e-7
@@ -126,7 +128,7 @@ class FitOutput(NamedTuple):
 def init(config: EMConfig, mu: Array, key: Array | None = None) -> EMState:
     """Starting state in the float dtype of ``mu``; ``key=None`` is the deterministic default start."""
     mu = jnp.asarray(mu)
-    return EMState(initial_family_params(key, config.family, mu.dtype), mu)
+    return EMState(config.family.init(key, mu.dtype), mu)
 
 
 def log_prior(config: EMConfig, mu: Array) -> Array:
@@ -156,17 +158,26 @@ def _mu_m_step(config: EMConfig, mu: Array, attentive_a: Array, attentive_b: Arr
 
 
 def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInfo]:
-    """One EM iteration.
+    """One EM iteration (`step_on`, dispatched on the statistics' type).
 
     Args:
         state: current parameters.
-        stats: `CountStats`, `LabelStats` or `LogLikTable` (per-label p on a fixed grid).
+        stats: `CountStats`, `LabelStats`, `LogLikTable` (per-label p on a fixed grid), or a
+            `jaxpref.core.dense.DenseTable`.
         config: static configuration.
 
     Returns:
         ``(new_state, info)`` where ``info`` holds the log-likelihood and objective at the
         *input* state (computed by the E-step anyway).
     """
+    return step_on(stats, state, config)
+
+
+@functools.singledispatch
+def step_on(stats: Stats, state: EMState, config: EMConfig) -> tuple[EMState, EMInfo]:
+    """`step` with the statistics first, for dispatch: the E-step on `log_lik_table`, then the
+    M-steps. A statistics type with a faster step of its own registers it here (as
+    `jaxpref.core.dense` does for its fixed tables)."""
     family = state.family
     per_row, log_resp = marginal_loglik(stats, family.eta_grid, family.log_weights, state.mu)
     multiplicity = stats.multiplicity
@@ -176,12 +187,8 @@ def step(state: EMState, stats: Stats, config: EMConfig) -> tuple[EMState, EMInf
     weighted_resp = jnp.exp(log_resp) * multiplicity[:, None]
     node_totals = jnp.sum(weighted_resp, axis=0)
     needs_counts = config.family.moving_nodes or config.estimates_mu
-    counts = None
-    if needs_counts:
-        if isinstance(stats, LogLikTable):
-            raise ValueError("a precomputed table cannot update nodes or mu; pass LabelStats")
-        counts = expected_counts(stats, family.eta_grid, state.mu, weighted_resp)
-    new_family = family_m_step(config.family, family, node_totals, counts)
+    counts = expected_counts(stats, family.eta_grid, state.mu, weighted_resp) if needs_counts else None
+    new_family = config.family.m_step(family, node_totals, counts)
     mu = state.mu
     if config.estimates_mu:
         mu = _mu_m_step(

@@ -6,10 +6,17 @@ For user (row) j and grid node g (docs/model.md):
 
 With counts per group this is ``k log q + (n - k) log(1 - q)`` with ``q = 1/2 + eta (mu - 1/2)``.
 All functions are pure and jittable; the statistics come from `jaxpref.io.data`.
+
+The statistics types share one protocol, two generic functions dispatched on the type
+(`functools.singledispatch`): `log_lik_table` (L at every row and node) and `expected_counts`
+(the E-step's complete-data counts). Every other function of the engine is written on those
+two, so a new statistics type registers its implementations (as `jaxpref.core.dense.DenseTable`
+does) and touches nothing else.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -56,23 +63,37 @@ def prob_pref_a(eta: Array, p: Array) -> Array:
     return 0.5 + eta * (p - 0.5)
 
 
+@functools.singledispatch
 def log_lik_table(stats: Stats, eta_grid: Float[Array, " num_grid"], mu: Float[Array, " num_groups"]) -> Array:
-    """Log-likelihood of every row at every grid node.
+    """Log-likelihood of every row at every grid node (dispatched on the statistics' type).
 
     Args:
-        stats: `CountStats`, `LabelStats` or a precomputed `LogLikTable`.
+        stats: `CountStats`, `LabelStats`, a precomputed `LogLikTable`, or another registered type.
         eta_grid: ``(num_grid,)`` attentiveness nodes in [0, 1].
         mu: ``(num_groups,)`` gaps; ignored for per-label p.
 
     Returns:
         ``(num_rows, num_grid)`` table L.
     """
-    if isinstance(stats, LogLikTable):
-        return stats.table
-    if isinstance(stats, CountStats):
-        q = prob_pref_a(eta_grid[None, :], mu[:, None])  # (num_groups, num_grid)
-        num_pref_b = stats.num_labels - stats.num_pref_a
-        return stats.num_pref_a @ safe_log(q) + num_pref_b @ safe_log(1.0 - q)
+    raise TypeError(
+        f"statistics of type {type(stats).__name__} have no likelihood: pass CountStats, LabelStats or LogLikTable"
+    )
+
+
+@log_lik_table.register
+def _(stats: LogLikTable, eta_grid: Array, mu: Array) -> Array:
+    return stats.table
+
+
+@log_lik_table.register
+def _(stats: CountStats, eta_grid: Array, mu: Array) -> Array:
+    q = prob_pref_a(eta_grid[None, :], mu[:, None])  # (num_groups, num_grid)
+    num_pref_b = stats.num_labels - stats.num_pref_a
+    return stats.num_pref_a @ safe_log(q) + num_pref_b @ safe_log(1.0 - q)
+
+
+@log_lik_table.register
+def _(stats: LabelStats, eta_grid: Array, mu: Array) -> Array:
     q = prob_pref_a(eta_grid[None, :], stats.p[:, None])  # (num_labels, num_grid)
     per_label = jnp.where(stats.label[:, None] > 0.5, safe_log(q), safe_log(1.0 - q))
     return jax.ops.segment_sum(per_label, stats.row_index, num_segments=stats.multiplicity.shape[0])
@@ -106,13 +127,15 @@ class ExpectedCounts(NamedTuple):
     labels: Array
 
 
+@functools.singledispatch
 def expected_counts(
-    stats: CountStats | LabelStats,
+    stats: Stats,
     eta_grid: Float[Array, " num_grid"],
     mu: Float[Array, " num_groups"],
     weighted_resp: Float[Array, "num_rows num_grid"],
 ) -> ExpectedCounts:
-    """E-step counts over the latent node g and per-label attentiveness z.
+    """E-step counts over the latent node g and per-label attentiveness z (dispatched on the
+    statistics' type; needed only when nodes or mu move).
 
     ``P(z = 1 | y = 1, eta) = eta p / q`` and ``P(z = 1 | y = 0, eta) = eta (1 - p) / (1 - q)``.
 
@@ -123,19 +146,29 @@ def expected_counts(
         weighted_resp: ``(num_rows, num_grid)`` posterior node probabilities times row
             multiplicity.
     """
-    if isinstance(stats, CountStats):
-        # (num_grid, num_groups) sums over rows. Not ``weighted_resp.T @ counts``: a float32 matrix
-        # product over millions of rows on CPU accumulates sequentially (~1e-2 relative error at
-        # 1e7 rows, which biased mu and stalled SQUAREM); XLA's reductions stay at ~1e-7.
-        def per_group(counts):
-            return jnp.stack([jnp.sum(weighted_resp * counts[:, t, None], axis=0) for t in range(counts.shape[1])],
-                             axis=1)
+    raise ValueError(
+        f"statistics of type {type(stats).__name__} hold a fixed likelihood table, which cannot update "
+        "nodes or mu: pass CountStats or LabelStats"
+    )
 
-        pref_a, labels = per_group(stats.num_pref_a), per_group(stats.num_labels)
-        eta, mu = eta_grid[:, None], mu[None, :]
-        attentive_a = pref_a * attentive_given_label(eta, mu, True)
-        attentive_b = (labels - pref_a) * attentive_given_label(eta, mu, False)
-        return ExpectedCounts(attentive_a, attentive_b, labels)
+
+@expected_counts.register
+def _(stats: CountStats, eta_grid: Array, mu: Array, weighted_resp: Array) -> ExpectedCounts:
+    # (num_grid, num_groups) sums over rows. Not ``weighted_resp.T @ counts``: a float32 matrix
+    # product over millions of rows on CPU accumulates sequentially (~1e-2 relative error at
+    # 1e7 rows, which biased mu and stalled SQUAREM); XLA's reductions stay at ~1e-7.
+    def per_group(counts):
+        return jnp.stack([jnp.sum(weighted_resp * counts[:, t, None], axis=0) for t in range(counts.shape[1])], axis=1)
+
+    pref_a, labels = per_group(stats.num_pref_a), per_group(stats.num_labels)
+    eta, mu = eta_grid[:, None], mu[None, :]
+    attentive_a = pref_a * attentive_given_label(eta, mu, True)
+    attentive_b = (labels - pref_a) * attentive_given_label(eta, mu, False)
+    return ExpectedCounts(attentive_a, attentive_b, labels)
+
+
+@expected_counts.register
+def _(stats: LabelStats, eta_grid: Array, mu: Array, weighted_resp: Array) -> ExpectedCounts:
     label_resp = weighted_resp[stats.row_index]  # (num_labels, num_grid)
     chose_a = stats.label[:, None] > 0.5
     attentive = label_resp * attentive_given_label(eta_grid[None, :], stats.p[:, None], chose_a)

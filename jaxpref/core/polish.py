@@ -7,7 +7,7 @@ steps, and returns a certificate: a bound, in nats for the whole data set, on ho
 objective could still gain (`optimality_gap`). A fit is converged when that bound is small.
 
 - Parametric families (point, two_point, beta) and mu: damped Newton in unconstrained
-  coordinates (`jaxpref.core.families.to_unconstrained`), gradient and Hessian by autodiff. The
+  coordinates (`jaxpref.core.families.base.Family.to_unconstrained`), gradient and Hessian by autodiff. The
   certificate is the Newton decrement ``g^T (-H)^-1 g / 2``: the gain the local quadratic model
   promises (exact for a quadratic; a saddle or a valley, where ``-H`` has a negative direction,
   gets an infinite gap).
@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from jaxpref.core import dense, em
-from jaxpref.core.families import COORDINATE_BOUND, from_unconstrained, to_unconstrained
+from jaxpref.core import em
+from jaxpref.core.families.base import COORDINATE_BOUND
 from jaxpref.core.likelihood import Stats, log_lik_table, safe_log
 
-__all__ = ["PolishResult", "polish", "certify", "exact_objective"]
+__all__ = ["PolishResult", "polish", "certify"]
 
 #: Newton iterations at most (each: one gradient, one Hessian, a backtracking line search).
 MAX_NEWTON = 200
@@ -63,23 +63,6 @@ class PolishResult(NamedTuple):
     objective: Array
     optimality_gap: Array
     num_newton: Array
-
-
-def _log_table(stats: Stats | dense.DenseTable, state: em.EMState) -> Array:
-    """``(num_rows, num_grid)`` L at the state's nodes and mu."""
-    if isinstance(stats, dense.DenseTable):
-        return dense.to_log_lik_table(stats, stats.multiplicity.shape[0]).table
-    return log_lik_table(stats, state.family.eta_grid, state.mu)
-
-
-def exact_objective(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig) -> tuple[Array, Array]:
-    """``(loglik, objective)`` in log space, differentiable in every parameter (also on a `DenseTable`)."""
-    if isinstance(stats, dense.DenseTable):
-        table = dense.to_log_lik_table(stats, stats.multiplicity.shape[0])
-        per_row = jax.nn.logsumexp(table.table + state.family.log_weights[None, :], axis=1)
-        loglik = jnp.sum(table.multiplicity * per_row)
-        return loglik, loglik + em.log_prior(config, state.mu)
-    return em.objective(state, stats, config)
 
 
 Derivatives = Callable[[Array], tuple[Array, Array, Array]]
@@ -189,7 +172,7 @@ def _kiefer_wolfowitz(log_table: Array, multiplicity: Array, log_weights: Array)
 
 def _split(config: em.EMConfig) -> bool:
     """npmle weights are polished by the interior-point method, the rest by plain Newton."""
-    return config.family.name == "npmle"
+    return config.family.simplex_weights
 
 
 def _mu_coordinates(state: em.EMState, config: em.EMConfig) -> Array:
@@ -208,32 +191,32 @@ def _mu_from(coordinates: Array, state: em.EMState, config: em.EMConfig) -> Arra
 
 
 def _to_vector(state: em.EMState, config: em.EMConfig) -> Array:
-    """mu coordinates, then the family's (`jaxpref.core.families.to_unconstrained`)."""
-    return jnp.concatenate([_mu_coordinates(state, config), to_unconstrained(config.family, state.family)])
+    """mu coordinates, then the family's (`jaxpref.core.families.base.Family.to_unconstrained`)."""
+    return jnp.concatenate([_mu_coordinates(state, config), config.family.to_unconstrained(state.family)])
 
 
 def _from_vector(vector: Array, template: em.EMState, config: em.EMConfig) -> em.EMState:
     num_mu = _mu_coordinates(template, config).shape[0]
-    family = from_unconstrained(config.family, template.family, vector[num_mu:])
+    family = config.family.from_unconstrained(template.family, vector[num_mu:])
     return em.EMState(family, _mu_from(vector[:num_mu], template, config))
 
 
-def _objective_of(stats: Stats | dense.DenseTable, config: em.EMConfig,
+def _objective_of(stats: Stats, config: em.EMConfig,
                   to_state: Callable[[Array], em.EMState]) -> Callable[[Array], Array]:
-    return lambda vector: exact_objective(to_state(vector), stats, config)[1]
+    return lambda vector: em.objective(to_state(vector), stats, config)[1]
 
 
-def certify(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig) -> Array:
+def certify(state: em.EMState, stats: Stats, config: em.EMConfig) -> Array:
     """The certificate `optimality_gap` at ``state`` (nats, for the whole data set); see the module."""
     if _split(config):
         mu_value = _objective_of(stats, config, lambda v: state._replace(mu=_mu_from(v, state, config)))
-        weights_gap = _kiefer_wolfowitz(_log_table(stats, state), stats.multiplicity, state.family.log_weights)
+        weights_gap = _kiefer_wolfowitz(log_lik_table(stats, state.family.eta_grid, state.mu), stats.multiplicity, state.family.log_weights)
         return weights_gap + _newton_decrement(mu_value, _mu_coordinates(state, config))
     value = _objective_of(stats, config, lambda v: _from_vector(v, state, config))
     return _newton_decrement(value, _to_vector(state, config))
 
 
-def polish(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig) -> PolishResult:
+def polish(state: em.EMState, stats: Stats, config: em.EMConfig) -> PolishResult:
     """Newton-polishes ``state`` on the exact objective and certifies the result (see the module).
 
     Args:
@@ -257,11 +240,11 @@ def polish(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConf
             vector, gap, num_newton = _newton(value, _autodiff(value), start, np.zeros(start.shape[0], bool), 0.0,
                                               target)
             polished = _from_vector(vector, state, config)
-    loglik, objective = exact_objective(polished, stats, config)
+    loglik, objective = em.objective(polished, stats, config)
     return PolishResult(polished, loglik, objective, jnp.where(jnp.isfinite(objective), gap, jnp.inf), num_newton)
 
 
-def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em.EMConfig,
+def _polish_npmle(state: em.EMState, stats: Stats, config: em.EMConfig,
                   target: Array) -> tuple[em.EMState, Array, Array]:
     """Interior-point Newton on (weights, mu coordinates), then empty nodes dropped.
 
@@ -280,13 +263,13 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
         # sum_j m_j log(sum_g w_g P_jg) - M sum_g w_g: on w >= 0 its maximiser has sum_g w_g = 1.
         weights, mu = unpack(x)
         shifted = em.EMState(family._replace(log_weights=jnp.log(weights)), mu)
-        return exact_objective(shifted, stats, config)[1] - total * jnp.sum(weights) + total
+        return em.objective(shifted, stats, config)[1] - total * jnp.sum(weights) + total
 
     def weight_derivatives(weights, mu):
         # Explicit in the weights: memory of one (rows, nodes) table, where autodiff's Hessian would
         # hold one per node. With P = exp(L - max_g L) row by row and f = P w:
         # gradient P^T (m / f) - M, curvature P^T diag(m / f^2) P.
-        log_table = _log_table(stats, state._replace(mu=mu))
+        log_table = log_lik_table(stats, state.family.eta_grid, mu)
         scaled = jnp.exp(log_table - jnp.max(log_table, axis=1, keepdims=True))
         fitted = scaled @ weights
         ratio = stats.multiplicity / jnp.where(stats.multiplicity > 0, fitted, 1.0)
@@ -308,7 +291,7 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
     # Start strictly inside, with a barrier weight matching the start's own bound.
     weights = 0.99 * weights + 0.01 / num_nodes
     start = jnp.concatenate([weights, mu_start])
-    gap = _kiefer_wolfowitz(_log_table(stats, state), stats.multiplicity, jnp.log(weights))
+    gap = _kiefer_wolfowitz(log_lik_table(stats, state.family.eta_grid, state.mu), stats.multiplicity, jnp.log(weights))
     barrier = jnp.maximum(gap, target) / num_nodes
     positive = np.arange(num_nodes + mu_start.shape[0]) < num_nodes
     x, _, num_newton = _newton(value, derivatives, start, positive, barrier, target)
@@ -319,7 +302,7 @@ def _polish_npmle(state: em.EMState, stats: Stats | dense.DenseTable, config: em
     kept = jnp.where(weights > EMPTY_NODE * jnp.max(weights), weights, 0.0)
     candidates = [em.EMState(family._replace(log_weights=safe_log(w / jnp.sum(w))), mu) for w in (kept, weights)]
     candidates.append(state)
-    objectives = jnp.stack([exact_objective(candidate, stats, config)[1] for candidate in candidates])
+    objectives = jnp.stack([em.objective(candidate, stats, config)[1] for candidate in candidates])
     # Prefer the sparser solution unless it is measurably worse.
     objectives = objectives.at[0].add(1e-9 * jnp.abs(objectives[0]))
     best = jnp.argmax(jnp.where(jnp.isfinite(objectives), objectives, -jnp.inf))

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref.core.em import MU_MARGIN, EMConfig, EMState, objective
-from jaxpref.core.families import BETA_SHAPE_BOUNDS, FamilyParams, beta_log_weights
 from jaxpref.core.likelihood import Stats
 
 __all__ = ["free_parameters", "unpack", "standard_errors"]
@@ -27,72 +26,31 @@ EDGE = 1e-5
 
 
 def free_parameters(state: EMState, config: EMConfig) -> tuple[list[str], np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Natural coordinates of the free parameters.
+    """Natural coordinates of the free parameters: the mu per group when estimated, then the
+    family's (`jaxpref.core.families.base.Family.natural_parameters`).
 
     Returns:
-        ``(names, values, on_edge, active)``: ``active`` lists the npmle nodes in use (empty
-        for the other families); ``unpack(theta, state, config, active)`` rebuilds an
+        ``(names, values, on_edge, active)``: ``active`` lists the nodes whose weights are
+        parameters (npmle: those in use); ``unpack(theta, state, config, active)`` rebuilds an
         `EMState` from a vector ``theta`` of the same length as ``values``.
     """
-    family = state.family
-    spec = config.family
-    grid = np.asarray(family.eta_grid, np.float64)
-    weights = np.exp(np.asarray(family.log_weights, np.float64))
-    names: list[str] = []
-    values: list[float] = []
-    on_edge: list[bool] = []
-
-    def add(name, value, low, high):
-        names.append(name)
-        values.append(float(value))
-        on_edge.append(bool(value <= low + EDGE or value >= high - EDGE))
-
     num_mu = state.mu.shape[0] if config.estimates_mu else 0
-    for index in range(num_mu):
-        add(f"mu[{index}]", state.mu[index], 0.5 + MU_MARGIN, 1.0 - MU_MARGIN)
-    if spec.name == "point":
-        add("eta", grid[0], 0.0, 1.0)
-    elif spec.name == "two_point":
-        add("weight_hi", weights[1], 0.0, 1.0)
-        if spec.support is None:
-            add("eta_lo", grid[0], 0.0, 1.0)
-            add("eta_hi", grid[1], 0.0, 1.0)
-    elif spec.name == "beta":
-        add("alpha", family.beta_shape[0], *BETA_SHAPE_BOUNDS)
-        add("beta", family.beta_shape[1], *BETA_SHAPE_BOUNDS)
-    active: tuple[int, ...] = ()
-    if spec.name == "npmle":
-        active = tuple(int(node) for node in np.flatnonzero(weights > EDGE))
-        for node in active[:-1]:
-            add(f"weight[{node}]", weights[node], 0.0, 1.0)
-
+    family = config.family.natural_parameters(state.family, EDGE)
+    names = [f"mu[{index}]" for index in range(num_mu)] + list(family.names)
+    values = np.concatenate([np.asarray(state.mu, np.float64)[:num_mu], family.values])
+    lower = np.concatenate([np.full(num_mu, 0.5 + MU_MARGIN), family.lower])
+    upper = np.concatenate([np.full(num_mu, 1.0 - MU_MARGIN), family.upper])
+    on_edge = (values <= lower + EDGE) | (values >= upper - EDGE)
     dtype = np.float64 if state.mu.dtype == jnp.float64 else np.float32
-    return names, np.asarray(values, dtype), np.asarray(on_edge), active
+    return names, values.astype(dtype), on_edge, family.active
 
 
 def unpack(theta: jax.Array, state: EMState, config: EMConfig, active: tuple[int, ...]) -> EMState:
     """The `EMState` at natural coordinates ``theta`` (see `free_parameters`); the parameters
     that are not free are taken from ``state``."""
-    family, spec = state.family, config.family
     num_mu = state.mu.shape[0] if config.estimates_mu else 0
     mu = theta[:num_mu] if num_mu else state.mu
-    rest = theta[num_mu:]
-    grid_j, log_weights, shape = family.eta_grid, family.log_weights, family.beta_shape
-    if spec.name == "point":
-        grid_j = rest[:1]
-    elif spec.name == "two_point":
-        log_weights = jnp.log(jnp.stack([1.0 - rest[0], rest[0]]))
-        if spec.support is None:
-            grid_j = rest[1:3]
-    elif spec.name == "beta":
-        shape = rest[:2]
-        log_weights = beta_log_weights(grid_j, shape)
-    elif spec.name == "npmle":
-        nodes = np.asarray(active, np.int32)
-        full = jnp.zeros_like(family.log_weights)
-        full = full.at[nodes[:-1]].set(rest).at[nodes[-1]].set(1.0 - jnp.sum(rest))
-        log_weights = jnp.log(full)
-    return EMState(FamilyParams(grid_j, log_weights, shape), mu)
+    return EMState(config.family.from_natural(state.family, theta[num_mu:], active), mu)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "active"))

@@ -120,3 +120,23 @@ def write_table(frame: Any, path: Any, inputs: Sequence[Any] = (), flag: str = "
     kind = check_output(path, inputs, flag)
     with reading(path, "write"), atomic_paths([path]) as (temporary,):
         write_frame(frame, temporary, kind)
+
+
+def check_format_holds(schema: Any, kind: str, flag: str = "output") -> None:
+    """Refuses, before any work, an output format that cannot hold the input's columns: CSV holds
+    flat columns only, so a nested column (list, struct, array) is a `DataError` naming it.
+
+    Args:
+        schema: the input's polars schema (column name -> dtype).
+        kind: the output's format (`check_output`).
+        flag: how the output is named in messages.
+    """
+    if kind != "csv":
+        return
+    nested = [name for name, dtype in schema.items() if dtype.is_nested()]
+    if nested:
+        raise DataError(
+            f"{flag} is CSV, which cannot hold the nested column(s) {', '.join(map(repr, nested))} of the input: "
+            "write .parquet or .jsonl instead"
+        )
+

@@ -43,8 +43,6 @@ __all__ = [
     "fixed_n_counts",
     "label_stats",
     "bucket_size",
-    "validate_mu",
-    "check_positive",
 ]
 
 
@@ -496,31 +494,6 @@ def label_stats(data: PreferenceData, dtype: Any = np.float32) -> LabelStats:
     multiplicity = np.zeros(num_rows, dtype=dtype)
     multiplicity[: data.num_users] = 1.0
     return LabelStats(row_index=row_index, label=label, p=p, multiplicity=multiplicity)
-
-
-def validate_mu(mu: Any, argument: str = "mu") -> np.ndarray:
-    """Checks a gap (scalar or one per group) lies in the open interval (1/2, 1)."""
-    values = np.atleast_1d(np.asarray(mu, dtype=np.float64))
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise DataError(f"{argument}={mu!r} must be a finite number in (0.5, 1)")
-    if np.any(values <= 0.5) or np.any(values >= 1.0):
-        raise DataError(
-            f"{argument}={mu!r} is outside (0.5, 1): mu is the probability that an attentive user "
-            "prefers the stronger model A, so it must exceed 1/2 (swap A and B if it does not) "
-            "and be below 1"
-        )
-    return values
-
-
-def check_positive(value: Any, argument: str) -> float:
-    """A finite, strictly positive float, or a `DataError` naming the argument."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{argument}={value!r} must be a positive number") from None
-    if not math.isfinite(number) or number <= 0:
-        raise DataError(f"{argument}={value!r} must be a finite number > 0")
-    return number
 
 
 def histogram_counts(num_pref_a: Any, num_labels: Any, max_labels: int) -> CountStats:

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -60,10 +61,10 @@ def _pad_rows(array: Any, multiple: int, value: float) -> Any:
     return jnp.pad(array, widths, constant_values=value)
 
 
-def shard_stats(
-    stats: CountStats | LogLikTable | dense.DenseTable, mesh: Mesh
-) -> CountStats | LogLikTable | dense.DenseTable:
-    """Pads rows to a multiple of the mesh size and shards them over the ``"users"`` axis.
+@functools.singledispatch
+def shard_stats(stats: Any, mesh: Mesh) -> Any:
+    """Pads rows to a multiple of the mesh size and shards them over the ``"users"`` axis
+    (dispatched on the statistics' type).
 
     Args:
         stats: `CountStats`, `LogLikTable` or `jaxpref.core.dense.DenseTable` (each chunk split
@@ -77,27 +78,40 @@ def shard_stats(
         TypeError: for `LabelStats` (labels of one user must stay on one device: tabulate
             them first with `jaxpref.core.dense.dense_table`).
     """
-    size = mesh.shape[USER_AXIS]
-    rows = NamedSharding(mesh, PartitionSpec(USER_AXIS))
-    if isinstance(stats, CountStats):
-        return jax.device_put(CountStats(*(_pad_rows(leaf, size, 0.0) for leaf in stats)), rows)
-    if isinstance(stats, LogLikTable):
-        padded = LogLikTable(_pad_rows(stats.table, size, 0.0), _pad_rows(stats.multiplicity, size, 0.0))
-        return jax.device_put(padded, rows)
-    if isinstance(stats, dense.DenseTable):
-        # The dense sweep scans over chunks: split every chunk over the devices (axis 1), so each
-        # scan step works on all devices at once; a sharded chunk axis would move whole chunks.
-        table = _chunks_divisible(stats, size)
-        within_chunks = NamedSharding(mesh, PartitionSpec(None, USER_AXIS))
-        return dense.DenseTable(
-            jax.device_put(table.log_table, within_chunks),
-            jax.device_put(table.scaled, within_chunks),
-            jax.device_put(table.row_max, within_chunks),
-            jax.device_put(table.multiplicity, NamedSharding(mesh, PartitionSpec())),
-        )
     raise TypeError(
         f"stats of type {type(stats).__name__} cannot be sharded by user: pass CountStats, LogLikTable "
         "or a DenseTable (tabulate LabelStats with jaxpref.core.dense.dense_table first)"
+    )
+
+
+def _rows(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(USER_AXIS))
+
+
+@shard_stats.register
+def _(stats: CountStats, mesh: Mesh) -> CountStats:
+    size = mesh.shape[USER_AXIS]
+    return jax.device_put(CountStats(*(_pad_rows(leaf, size, 0.0) for leaf in stats)), _rows(mesh))
+
+
+@shard_stats.register
+def _(stats: LogLikTable, mesh: Mesh) -> LogLikTable:
+    size = mesh.shape[USER_AXIS]
+    padded = LogLikTable(_pad_rows(stats.table, size, 0.0), _pad_rows(stats.multiplicity, size, 0.0))
+    return jax.device_put(padded, _rows(mesh))
+
+
+@shard_stats.register
+def _(stats: dense.DenseTable, mesh: Mesh) -> dense.DenseTable:
+    # The dense sweep scans over chunks: split every chunk over the devices (axis 1), so each
+    # scan step works on all devices at once; a sharded chunk axis would move whole chunks.
+    table = _chunks_divisible(stats, mesh.shape[USER_AXIS])
+    within_chunks = NamedSharding(mesh, PartitionSpec(None, USER_AXIS))
+    return dense.DenseTable(
+        jax.device_put(table.log_table, within_chunks),
+        jax.device_put(table.scaled, within_chunks),
+        jax.device_put(table.row_max, within_chunks),
+        jax.device_put(table.multiplicity, NamedSharding(mesh, PartitionSpec())),
     )
 
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from jaxpref.core import accelerate, dense, driver, em
 from jaxpref.io.data import CountStats
-from jaxpref.core.families import BETA_SHAPE_BOUNDS, make_family
+from jaxpref.core.families import make_family
+from jaxpref.core.families.beta import BETA_SHAPE_BOUNDS
 from jaxpref.core.likelihood import LogLikTable, marginal_loglik
 
 NUM_USERS = 24

@@ -1,11 +1,18 @@
 """One contract, every family x every statistics type: the objective never decreases, the fit is
-certified, and every way of presenting the same data reaches the same optimum (float64).
+certified, and every way of presenting the same data reaches the same optimum (float64), on one
+device and sharded over four.
 
 The statistics types: label rows (`LabelStats` with p = mu on every label), per-user counts,
 compressed counts (distinct (k, n) rows with multiplicities), a precomputed `LogLikTable` and the
 chunked `DenseTable`. The last two hold a fixed likelihood table, so they apply to the families
 whose nodes do not move.
 """
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -74,3 +81,42 @@ def test_every_statistics_type_reaches_the_same_certified_optimum(family):
         # Certified within gap_tol of the optimum, so any two fits are within 2 gap_tol of each other.
         assert abs(objectives[name] - objectives[first]) <= 2e-3, (name, objectives)
         np.testing.assert_allclose(per_user_likelihoods[name], per_user_likelihoods[first], atol=5e-3)
+
+
+SHARDED_SCRIPT = """
+import json, sys
+import jax, jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, sys.argv[1])
+from test_contract import FAMILIES, MU, data, statistics
+from jaxpref.core import driver, em
+from jaxpref.scale.sharding import fit_sharded, user_mesh
+
+k, n = data()
+results = {"num_devices": len(jax.devices())}
+for family, spec in FAMILIES.items():
+    for name in ("per_user", "dense_table"):
+        stats = statistics(spec, k, n).get(name)
+        if stats is None:
+            continue
+        config = em.EMConfig(spec, "per_label" if name == "dense_table" else "known")
+        start = em.init(config, jnp.asarray([MU]))
+        one, four = driver.fit(start, stats, config), fit_sharded(start, stats, config, user_mesh())
+        results[f"{family}/{name}"] = [float(one.objective), float(four.objective), bool(four.converged)]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow  # ~4 minutes of compiling on 2 cores; tests/scale/test_sharding.py covers sharding in CI
+def test_every_family_on_four_sharded_devices_reaches_the_one_device_optimum(tmp_path):
+    """The same contract on 4 (forced host) devices: certified, and the one-device objective."""
+    environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    completed = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(Path(__file__).parent)], env=environment,
+                               capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert results.pop("num_devices") == 4
+    assert len(results) == 2 * len(FAMILIES) - 2  # moving-node families have no fixed table
+    for name, (one, four, converged) in results.items():
+        assert converged, name
+        assert abs(four - one) <= 2e-3, (name, one, four)

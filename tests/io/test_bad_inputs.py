@@ -232,7 +232,7 @@ BAD_OUTPUTS = [
     ["simulate", "--users", "20", "--out", "somedir.csv"],
     ["simulate", "--users", "0", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--labels", "0", "--out", "s.parquet"],
-    ["simulate", "--users", "20", "--family", "npmle", "--out", "s.parquet"],
+    ["simulate", "--users", "20", "--family", "cauchy", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--mu", "0.2", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--mu", "x", "--out", "s.parquet"],
     ["simulate", "--users", "20", "--support", "0.1", "--out", "s.parquet"],
