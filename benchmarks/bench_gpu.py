@@ -10,6 +10,8 @@
    most (n + 1) rows whatever m).
 3. Compile time against m: the same fit compiled at m = 1e3 and at the largest m, float32 and
    float64 (fixed-size chunks under `lax.scan` keep it flat).
+4. `jaxpref.fit_attentiveness` end to end with per-label p (npmle on 64 nodes, 4 restarts, the
+   float64 polish, standard errors and the users table): first call (compiling) and second call.
 
     python benchmarks/bench_gpu.py [--quick] [--out DIR]
 
@@ -97,6 +99,26 @@ def counts_fit(num_users: int, labels: int, dtype: str) -> dict:
     }
 
 
+def per_label_fit(num_users: int, labels: int) -> dict:
+    """Seconds of two `fit_attentiveness` calls on label rows with per-label p (first one compiles)."""
+    import pandas as pd
+
+    from jaxpref.estimator import fit_attentiveness
+
+    rng = np.random.default_rng(2)
+    eta = np.repeat(np.where(rng.uniform(size=num_users) < 0.4, 0.9, 0.1), labels)
+    p = 1.0 / (1.0 + np.exp(-rng.normal(1.0, 0.5, num_users * labels)))
+    label = (rng.uniform(size=p.size) < 0.5 + eta * (p - 0.5)).astype(np.int8)
+    frame = pd.DataFrame({"user": np.repeat(np.arange(num_users), labels), "label": label, "p": p})
+    row = {"users": num_users, "labels_per_user": labels, "backend": jax.default_backend()}
+    for call in ("first_s", "second_s"):
+        start = time.perf_counter()
+        fit = fit_attentiveness(frame, family="npmle", p_column="p")
+        row[call] = time.perf_counter() - start
+    row.update(optimality_gap=fit.optimality_gap, converged=fit.converged, em_iterations=fit.num_iter)
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test)")
@@ -108,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     dense_rows = [dense_iteration(m, 64, repeats) for m in dense_sizes]
     fit_rows = [counts_fit(m, 20, dtype) for dtype in ("float32", "float64") for m in fit_sizes]
+    label_rows = [per_label_fit(2_000 if args.quick else 1_000_000, 20)]
     table = "\n\n".join([
         f"device: {machine()['device']}",
         markdown_table(dense_rows, ["users", "nodes", "tabulate_s", "dense_compile_s", "dense_iteration_ms",
@@ -115,8 +138,10 @@ def main(argv: list[str] | None = None) -> None:
                                     "log_space_over_dense"]),
         markdown_table(fit_rows, ["users", "dtype", "compile_s", "em_run_s", "em_iterations", "ms_per_iteration",
                                   "polish_s_incl_compile", "optimality_gap", "mu_hat"]),
+        markdown_table(label_rows, ["users", "labels_per_user", "backend", "first_s", "second_s", "em_iterations",
+                                    "optimality_gap", "converged"]),
     ])
-    write_results(args.out, "bench_gpu", {"machine": machine(), "dense": dense_rows, "counts_fit": fit_rows}, table)
+    write_results(args.out, "bench_gpu", {"machine": machine(), "dense": dense_rows, "counts_fit": fit_rows, "per_label_fit": label_rows}, table)
 
 
 if __name__ == "__main__":

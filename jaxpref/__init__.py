@@ -20,6 +20,7 @@ _EXPORTS = {
     "AttentivenessFit": "jaxpref.estimator",
     "DataError": "jaxpref.errors",
     "DegenerateDataWarning": "jaxpref.errors",
+    "FitOptions": "jaxpref.options",
     "compare": "jaxpref.bayes.compare",
     "IdentifiabilityWarning": "jaxpref.errors",
     "PreferenceData": "jaxpref.io.data",
