@@ -1,12 +1,18 @@
-"""Ingestion speed and memory: `stream_counts` beside a bare read of the same file, integer vs string ids.
+"""Getting data into a fit, speed and memory: rows -> counts (`stream_counts`) beside a bare read of
+the same file, integer vs string ids; and counts -> fit (`load_counts` + `fit_attentiveness`) beside
+one ``np.bincount`` of the same arrays.
 
-    python benchmarks/bench_ingest.py --rows 10000000 [--baseline DIR]   # table + results/ingest.{json,md}
+    python benchmarks/bench_ingest.py --rows 10000000 [--baseline DIR]   # results/ingest.{json,md}
+    python benchmarks/bench_ingest.py --counts-users 10000000 [--baseline DIR]   # results/counts_fit.*
 
 Every measurement runs in a fresh process (peak RSS = that process's ``VmHWM``; time = the call
 alone, imports excluded) on the same files: parquet with integer ids, parquet with string ids
 (``u123456``) and CSV (ids read as text). Floors in the same run: ``pyarrow.parquet.read_table`` (CSV:
 ``pyarrow.csv.read_csv``) of the file, and a bare polars streaming ``group_by(user)`` with no checks.
-``--baseline DIR`` also times the ``jaxpref`` package found in ``DIR`` (e.g. ``git archive main
+Counts: 20 labels per user, k ~ Binomial(20, 0.7), int64 arrays made in the child before timing;
+the fit (defaults) is compiled first on the first 1e5 users (same count patterns, same shapes), so
+the time is loading + compressing + EM + the per-user table; ``extra_mb`` = peak RSS minus the RSS
+before the timed call. ``--baseline DIR`` also times the ``jaxpref`` package found in ``DIR`` (e.g. ``git archive main
 jaxpref | tar -x -C DIR``), so before and after share the files and the machine's load.
 """
 
@@ -52,12 +58,34 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "labels": labels}))
 """
 
 
-def run_child(engine: str, path: Path, package_dir: Path | None) -> dict[str, float]:
+#: ``argv = [engine, num_users]``: counts -> fit, or the bincount floor.
+COUNTS_CHILD = r"""
+import json, sys, time
+import numpy as np
+engine, num_users = sys.argv[1], int(sys.argv[2])
+rss = lambda field: next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field)) / 1024
+n = np.full(num_users, 20, np.int64)
+k = np.random.default_rng(0).binomial(20, 0.7, num_users).astype(np.int64)
+if engine != "bincount":
+    from jaxpref import fit_attentiveness, load_counts
+    fit_attentiveness(load_counts(k[:100_000], n[:100_000]))
+before = rss("VmRSS")
+start = time.perf_counter()
+if engine == "bincount":
+    labels = int(np.bincount(n * 21 + k, minlength=21 * 21).sum() * 20)
+else:
+    labels = int(fit_attentiveness(load_counts(k, n)).users["n_labels"].sum())
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_mb": rss("VmHWM"), "extra_mb": rss("VmHWM") - before, "labels": labels}))
+"""
+
+
+def run_child(engine: str, path: Path | int, package_dir: Path | None, code: str = CHILD) -> dict[str, float]:
     environment = dict(os.environ)
     if package_dir is not None:
         environment["PYTHONPATH"] = str(package_dir)
     output = subprocess.run(
-        [sys.executable, "-c", CHILD, engine, str(path)],
+        [sys.executable, "-c", code, engine, str(path)],
         capture_output=True, text=True, check=True, env=environment,
         cwd=package_dir or Path(__file__).resolve().parents[1],
     )
@@ -85,8 +113,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None, help="a directory holding an older jaxpref/")
+    parser.add_argument("--counts-users", type=int, default=None, help="measure counts -> fit instead")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.counts_users is not None:
+        counts_to_fit(args)
+        return
     engines = {"read_table": None, "polars_group_by": None, "jaxpref": None}
     if args.baseline is not None:
         engines["jaxpref_baseline"] = args.baseline.resolve()
@@ -113,6 +145,29 @@ def main() -> None:
     payload = {"rows": args.rows, "users": args.users, "repeats": args.repeats, "results": rows,
                "load_average": os.getloadavg()}
     write_results(args.out, "ingest", payload, markdown_table(rows, columns))
+
+
+def counts_to_fit(args: argparse.Namespace) -> None:
+    """`load_counts` + `fit_attentiveness` of ``--counts-users`` users beside the bincount floor."""
+    engines = {"bincount": None, "jaxpref": None}
+    if args.baseline is not None:
+        engines["jaxpref_baseline"] = args.baseline.resolve()
+    runs_of = {engine: [] for engine in engines}
+    for _ in range(args.repeats):
+        for engine, package_dir in engines.items():
+            runs_of[engine].append(run_child(engine, args.counts_users, package_dir, COUNTS_CHILD))
+    rows = []
+    for engine, runs in runs_of.items():
+        assert all(run["labels"] == 20 * args.counts_users for run in runs), (engine, runs)
+        seconds = float(np.median([run["seconds"] for run in runs]))
+        rows.append({"engine": engine, "users": args.counts_users, "s": seconds,
+                     "peak_mb": max(run["peak_mb"] for run in runs),
+                     "extra_mb": max(run["extra_mb"] for run in runs)})
+    for row in rows:
+        row["over_bincount"] = row["s"] / rows[0]["s"]
+    payload = {"users": args.counts_users, "labels_per_user": 20, "repeats": args.repeats, "results": rows,
+               "load_average": os.getloadavg()}
+    write_results(args.out, "counts_fit", payload, markdown_table(rows, list(rows[0])))
 
 
 if __name__ == "__main__":
