@@ -60,8 +60,8 @@ def _missing(column: str, dtype: Any) -> Any:
     import polars as pl
 
     missing = pl.col(column).is_null()
-    if dtype == pl.String:
-        missing = missing | (pl.col(column).str.strip_chars() == "")
+    if dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum:
+        missing = missing | (pl.col(column).cast(pl.String).str.strip_chars() == "")
     elif dtype.is_float():
         missing = missing | pl.col(column).is_nan()
     return missing
