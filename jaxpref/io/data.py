@@ -133,8 +133,30 @@ class UserCounts:
         return int(self.label_counts.shape[1])
 
 
+def _count_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as int64 counts, ``(num_users, num_groups)``; int64 input is not copied (a view)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(np.isfinite(array))):
+        raise DataError(f"{name} must hold finite whole numbers, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and np.any(array != np.round(array)):
+        raise DataError(f"{name} has fractional values: counts must be whole numbers")
+    array = array.astype(np.int64, copy=False)
+    return array[:, None] if array.ndim == 1 else array
+
+
+def _blocks(num_users: int, minimum: int = 0) -> list[slice]:
+    """Slices of ``2**20`` users (at least ``minimum``) covering ``num_users``: work on one fits in cache."""
+    size = max(1 << 20, minimum)
+    return [slice(start, start + size) for start in range(0, num_users, size)]
+
+
 def load_counts(num_pref_a: Any, num_labels: Any, user_ids: Any = None, group_ids: Any = None) -> UserCounts:
     """Validates per-user counts.
+
+    Counts aggregated elsewhere (a SQL ``GROUP BY``, Spark, polars, DuckDB: docs/scale.md) come in
+    here; ``jaxpref.fit_attentiveness`` fits the result. int64 arrays are used as they are, without
+    a copy (the returned counts are read-only views: change the arrays after the fit, not before);
+    other integer or whole float arrays are converted to int64.
 
     Args:
         num_pref_a: ``(num_users,)`` or ``(num_users, num_groups)`` labels that preferred A.
@@ -154,24 +176,17 @@ def load_counts(num_pref_a: Any, num_labels: Any, user_ids: Any = None, group_id
         >>> counts.num_users, counts.num_labels
         (2, 6)
     """
-    arrays = []
-    for value, name in ((num_pref_a, "num_pref_a"), (num_labels, "num_labels")):
-        array = np.asarray(value)
-        if array.dtype.kind not in "iuf" or (array.dtype.kind == "f" and not np.all(np.isfinite(array))):
-            raise DataError(f"{name} must hold finite whole numbers, got dtype {array.dtype}")
-        if array.dtype.kind == "f" and np.any(array != np.round(array)):
-            raise DataError(f"{name} has fractional values: counts must be whole numbers")
-        array = array.astype(np.int64)
-        arrays.append(array[:, None] if array.ndim == 1 else array)
-    pref_a, labels = arrays
+    pref_a, labels = _count_array(num_pref_a, "num_pref_a"), _count_array(num_labels, "num_labels")
     if pref_a.ndim != 2 or pref_a.shape != labels.shape:
         raise DataError(f"num_pref_a {np.shape(num_pref_a)} and num_labels {np.shape(num_labels)} must have "
                         "the same shape, (num_users,) or (num_users, num_groups)")
     if pref_a.shape[0] == 0:
         raise DataError("the counts have no users: pass at least one user's labels")
-    if np.any(pref_a < 0) or np.any(pref_a > labels):
+    # 0 <= k <= n cell by cell, and n > 0 for some group of each user; compared in blocks of users
+    # (a boolean temporary as long as the data costs more in page faults than the comparison).
+    if pref_a.min() < 0 or any(np.any(pref_a[rows] > labels[rows]) for rows in _blocks(pref_a.shape[0])):
         raise DataError("num_pref_a must lie in [0, num_labels] for every user (and group)")
-    if np.any(labels.sum(axis=1) == 0):
+    if labels.min() == 0 if labels.shape[1] == 1 else not labels.any(axis=1).all():
         first = int(np.flatnonzero(labels.sum(axis=1) == 0)[0])
         raise DataError(f"user at position {first} has no labels: drop users with num_labels == 0")
     user_ids = np.arange(pref_a.shape[0]) if user_ids is None else np.asarray(user_ids)
@@ -181,7 +196,13 @@ def load_counts(num_pref_a: Any, num_labels: Any, user_ids: Any = None, group_id
         group_ids = np.asarray(group_ids)
         if group_ids.shape != (pref_a.shape[1],):
             raise DataError(f"group_ids has {group_ids.size} entries for {pref_a.shape[1]} count columns")
-    return UserCounts(pref_a, labels, user_ids, group_ids)
+    return UserCounts(_read_only(pref_a), _read_only(labels), user_ids, group_ids)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 class CountStats(NamedTuple):
@@ -383,10 +404,9 @@ def warn_degenerate(num_pref_a: np.ndarray, num_labels: np.ndarray, mu_mode: str
     """
     import warnings
 
-    per_user = num_labels.sum(axis=1)
-    total, total_a = int(per_user.sum()), int(num_pref_a.sum())
+    total, total_a = int(num_labels.sum()), int(num_pref_a.sum())
     messages = []
-    if per_user.shape[0] == 1:
+    if num_labels.shape[0] == 1:
         messages.append(
             "the data have one user: the spread of attentiveness over users (P_eta) cannot be "
             "estimated from one user; fit many users together"
@@ -422,10 +442,36 @@ def user_counts(data: PreferenceData | UserCounts) -> tuple[np.ndarray, np.ndarr
     return num_pref_a.astype(np.int64), num_labels
 
 
+def _pattern_keys(num_pref_a: np.ndarray, num_labels: np.ndarray, width: int) -> np.ndarray:
+    """Each user's count row as one int64, digits ``n_1, k_1, n_2, k_2, ...`` in base ``width``
+    (first group most significant): rows are equal exactly when their keys are."""
+    key = np.multiply(num_labels[:, 0], width, dtype=np.int64, casting="unsafe")
+    np.add(key, num_pref_a[:, 0], out=key, casting="unsafe")
+    for group in range(1, num_labels.shape[1]):
+        for digits in (num_labels[:, group], num_pref_a[:, group]):
+            key *= width
+            np.add(key, digits, out=key, casting="unsafe")
+    return key
+
+
+def _pattern_rows(unique_keys: np.ndarray, width: int, num_groups: int) -> np.ndarray:
+    """``(num_patterns, 2 * num_groups)`` rows ``k_1 .. k_G, n_1 .. n_G`` of keys from `_pattern_keys`."""
+    rows = np.empty((unique_keys.shape[0], 2 * num_groups), np.int64)
+    rest = unique_keys.copy()
+    for group in reversed(range(num_groups)):
+        rest, rows[:, group] = np.divmod(rest, width)
+        rest, rows[:, num_groups + group] = np.divmod(rest, width)
+    return rows
+
+
 def compress_counts(
     num_pref_a: np.ndarray, num_labels: np.ndarray, dtype: Any = np.float32
 ) -> tuple[CountStats, np.ndarray]:
     """Merges users with identical count rows and pads to a bucketed number of rows.
+
+    Each user's row is coded as one integer (`_pattern_keys`); when there are few possible keys they
+    are counted with one ``np.bincount`` (time linear in the users, no sort), otherwise sorted
+    (``np.unique``). Only rows too wide for one int64 key fall back to ``np.unique`` over rows.
 
     Args:
         num_pref_a: ``(num_users, num_groups)`` labels that preferred A per user.
@@ -433,29 +479,38 @@ def compress_counts(
         dtype: float dtype of the returned statistics.
 
     Returns:
-        ``(stats, row_of_user)`` where ``row_of_user`` is ``(num_users,)`` and maps each user
-        to its row of ``stats``.
+        ``(stats, row_of_user)`` where ``row_of_user`` is ``(num_users,)`` int32 (int64 beyond 2^31
+        rows) and maps each user to its row of ``stats``. Rows are sorted by their key.
     """
-    num_groups = num_pref_a.shape[1]
-    pairs = np.concatenate([num_pref_a, num_labels], axis=1)
-    if num_groups == 1:
-        # One (k, n) pair per user: a single integer key is much faster than unique rows.
-        width = int(num_labels.max()) + 1
-        key = num_labels[:, 0].astype(np.int64) * width + num_pref_a[:, 0].astype(np.int64)
-        if width * width <= max(1 << 22, key.shape[0]):
-            # Few possible (k, n): count keys directly, O(users) instead of sorting them.
-            key_counts = np.bincount(key, minlength=width * width)
-            unique_keys = np.flatnonzero(key_counts)
-            multiplicity = key_counts[unique_keys]
-            rank = np.zeros(width * width, np.int64)
-            rank[unique_keys] = np.arange(unique_keys.shape[0])
-            row_of_user = rank[key]
-        else:
-            unique_keys, row_of_user, multiplicity = np.unique(key, return_inverse=True, return_counts=True)
-        rows = np.stack([unique_keys % width, unique_keys // width], axis=1)
+    num_users, num_groups = num_pref_a.shape
+    width = int(num_labels.max()) + 1
+    num_keys = width ** (2 * num_groups)  # exact (a Python int): does the key overflow int64?
+    if num_keys <= max(1 << 22, num_users):
+        # Few possible keys: count them directly, O(users) instead of sorting, in blocks of users so
+        # the keys stay in cache and are never a (num_users,) array (computing them twice is cheaper
+        # than the page faults of one).
+        blocks = _blocks(num_users, num_keys)
+        key_counts = np.zeros(num_keys, np.int64)
+        for rows_of_block in blocks:
+            key = _pattern_keys(num_pref_a[rows_of_block], num_labels[rows_of_block], width)
+            key_counts += np.bincount(key, minlength=num_keys)
+        unique_keys = np.flatnonzero(key_counts)
+        multiplicity = key_counts[unique_keys]
+        rank = np.zeros(num_keys, _index_dtype(unique_keys.shape[0]))
+        rank[unique_keys] = np.arange(unique_keys.shape[0])
+        row_of_user = np.empty(num_users, rank.dtype)
+        for rows_of_block in blocks:
+            key = _pattern_keys(num_pref_a[rows_of_block], num_labels[rows_of_block], width)
+            rank.take(key, out=row_of_user[rows_of_block])
+        rows = _pattern_rows(unique_keys, width, num_groups)
+    elif num_keys < 1 << 63:
+        unique_keys, row_of_user, multiplicity = np.unique(
+            _pattern_keys(num_pref_a, num_labels, width), return_inverse=True, return_counts=True
+        )
+        rows = _pattern_rows(unique_keys, width, num_groups)
     else:
         rows, row_of_user, multiplicity = np.unique(
-            pairs, axis=0, return_inverse=True, return_counts=True
+            np.concatenate([num_pref_a, num_labels], axis=1), axis=0, return_inverse=True, return_counts=True
         )
     num_rows = bucket_size(rows.shape[0])
     padded = np.zeros((num_rows, 2 * num_groups), dtype=dtype)
@@ -467,7 +522,13 @@ def compress_counts(
         num_labels=padded[:, num_groups:],
         multiplicity=padded_multiplicity,
     )
-    return stats, row_of_user.reshape(-1).astype(np.int64)
+    row_of_user = row_of_user.reshape(-1)
+    return stats, row_of_user.astype(_index_dtype(rows.shape[0]), copy=False)
+
+
+def _index_dtype(size: int) -> type:
+    """The smallest of int32 / int64 that indexes ``size`` rows."""
+    return np.int32 if size < 1 << 31 else np.int64
 
 
 def count_stats(data: PreferenceData | UserCounts, dtype: Any = np.float32) -> tuple[CountStats, np.ndarray]:

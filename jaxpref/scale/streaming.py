@@ -55,12 +55,25 @@ def _status(message: str, show: bool) -> Iterator[None]:
         yield
 
 
+def _missing(column: str, dtype: Any) -> Any:
+    """A polars expression true where an id is missing: null, blank text, or a float NaN (as `check_ids`)."""
+    import polars as pl
+
+    missing = pl.col(column).is_null()
+    if dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum:
+        missing = missing | (pl.col(column).cast(pl.String).str.strip_chars() == "")
+    elif dtype.is_float():
+        missing = missing | pl.col(column).is_nan()
+    return missing
+
+
 def _cells(source: Any, user_column: str, label_column: str, group_column: str | None, progress: bool):
     """Checked per-(user, group) label counts: ``(cells, columns)`` with ``cells`` a polars DataFrame of
-    ``user[, group], n, k, first`` (first = row of the cell's first label).
+    ``user[, group], n, k, first`` (first = row of the cell's first label), in no particular order.
 
-    One pass groups by the ids only (grouping by the label too costs twice as much) and notes whether
-    each cell's labels are all 0/1; only when one is not, a second pass finds the bad values' rows.
+    One streaming query groups by the ids only (grouping by the label too costs twice as much) and notes
+    whether each cell's labels are all 0/1; only when one is not, a second pass finds the bad values'
+    rows. Ids are checked on the aggregate, inside polars: only bad ids ever reach Python.
     """
     import polars as pl
 
@@ -68,7 +81,8 @@ def _cells(source: Any, user_column: str, label_column: str, group_column: str |
         source, user_column=user_column, label_column=label_column, group_column=group_column
     )
     with reading(source):
-        label_type = lazy.collect_schema()[columns.label]
+        schema = lazy.collect_schema()
+    label_type = schema[columns.label]
     if not (label_type.is_numeric() or label_type == pl.Boolean):
         check_labels([], [], columns.label, numeric=False)
     label = pl.col(columns.label).cast(pl.Int8) if label_type == pl.Boolean else pl.col(columns.label)
@@ -92,9 +106,9 @@ def _cells(source: Any, user_column: str, label_column: str, group_column: str |
     if cells.height == 0:
         raise DataError(f"the data {source!r} have no rows: pass at least one labelled comparison")
     for key in columns.ids:
-        distinct = cells.group_by(key).agg(pl.col("first").min())
-        check_ids(distinct[key].to_list(), distinct["first"].to_list(), key)
-    return cells.drop("valid").with_columns(pl.col("k").cast(pl.Int64)), columns
+        bad_ids = cells.filter(_missing(key, schema[key]))
+        check_ids(bad_ids[key].to_list(), bad_ids["first"].to_list(), key)
+    return cells.drop("valid"), columns
 
 
 def stream_counts(
@@ -107,6 +121,9 @@ def stream_counts(
 ) -> UserCounts:
     """Per-user label counts from parquet, CSV or JSONL, aggregated without holding the rows.
 
+    One polars streaming query (``scan_*`` -> ``group_by(user[, group])``) gives every count; memory
+    is bounded by the number of (user, group) cells, never by the number of labels.
+
     Args:
         source: a parquet, CSV or JSONL file, a directory (or list) of parquet files, or a
             `pyarrow.dataset.Dataset`.
@@ -117,8 +134,9 @@ def stream_counts(
         progress: show a spinner on stderr while reading.
 
     Returns:
-        `jaxpref.io.data.UserCounts`, users in order of first appearance, groups sorted, ids as
-        written (the same as `jaxpref.io.data.load_preferences` gives for the same file).
+        `jaxpref.io.data.UserCounts`: users in order of first appearance in the rows (files in the
+        order given, a directory's files in polars' path order), groups sorted, ids as written
+        (the same as `jaxpref.io.data.load_preferences` gives for the same file).
 
     Raises:
         DataError: missing columns, missing or empty ids, labels outside {0, 1}, unreadable files,
@@ -127,32 +145,30 @@ def stream_counts(
     import polars as pl
 
     cells, columns = _cells(source, user_column, label_column, group_column, progress)
-    users = (
-        cells.group_by(columns.user)
-        .agg(pl.col("first").min())
-        .sort("first")
-        .with_row_index("user_code")
-        .drop("first")
-    )
-    cells = cells.join(users, on=columns.user)
-    group_ids = None
-    group_code = np.zeros(cells.height, np.int64)
     if columns.group:
-        distinct = cells[columns.group].unique()
+        # A user's first row is the first row of any of its cells; users are numbered in that order.
+        cells = cells.with_columns(user_first=pl.col("first").min().over(columns.user)).sort("user_first")
+        new_user = pl.col("user_first") != pl.col("user_first").shift(1, fill_value=-1)
+        cells = cells.with_columns(user_code=new_user.cum_sum() - 1)
+        users = cells.filter(new_user)[columns.user]
         try:
-            group_ids = np.sort(distinct.to_numpy(), kind="stable")
+            group_ids = np.sort(cells[columns.group].unique().to_numpy(), kind="stable")
         except TypeError:
             raise DataError(
                 f"column {columns.group!r} mixes ids of different types: write every group the same way"
             ) from None
         group_code = np.searchsorted(group_ids, cells[columns.group].to_numpy())
-    num_groups = 1 if group_ids is None else group_ids.shape[0]
-    pref_a = np.zeros((users.height, num_groups), np.int64)
-    labels = np.zeros((users.height, num_groups), np.int64)
-    user_code = cells["user_code"].to_numpy().astype(np.int64)
-    labels[user_code, group_code] = cells["n"].to_numpy()
-    pref_a[user_code, group_code] = cells["k"].to_numpy()
-    return UserCounts(pref_a, labels, users[columns.user].to_numpy(), group_ids)
+        user_code = cells["user_code"].to_numpy()
+        pref_a = np.zeros((users.len(), group_ids.shape[0]), np.int64)
+        labels = np.zeros((users.len(), group_ids.shape[0]), np.int64)
+        labels[user_code, group_code] = cells["n"].to_numpy()
+        pref_a[user_code, group_code] = cells["k"].to_numpy()
+        return UserCounts(pref_a, labels, users.to_numpy(), group_ids)
+    # One cell per user: sorting the cells by their first row orders the users.
+    cells = cells.sort("first")
+    pref_a = cells["k"].cast(pl.Int64).to_numpy().reshape(-1, 1)
+    labels = cells["n"].cast(pl.Int64).to_numpy().reshape(-1, 1)
+    return UserCounts(pref_a, labels, cells[columns.user].to_numpy(), None)
 
 
 def filter_stream(

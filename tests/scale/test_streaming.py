@@ -130,3 +130,15 @@ def test_unreadable_text_is_a_data_error(tmp_path):
     path.write_text("user,label\n1,0\n2,1,7\n")  # a row with an extra field
     with pytest.raises(DataError, match="cannot read '.*bad.csv'"):
         stream_counts(path, progress=False)
+
+
+@pytest.mark.parametrize(
+    "users",
+    [pd.Categorical(["a", " ", "a"]), pd.Series(["a", "", "a"]), pd.Series([1.0, float("nan"), 1.0])],
+    ids=["categorical blank", "empty string", "float NaN"],
+)
+def test_missing_ids_of_every_type_are_found_in_the_aggregate(tmp_path, users):
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame({"user": users, "label": [1, 0, 1]}), preserve_index=False), path)
+    with pytest.raises(DataError, match="missing or empty id at row 1"):
+        stream_counts(path, progress=False)
