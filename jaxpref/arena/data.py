@@ -24,6 +24,7 @@ import pandas as pd
 from jaxtyping import Float, Int
 
 from jaxpref.errors import DataError
+from jaxpref.io.data import bucket_size
 from jaxpref.io.tables import USER_ALIASES, check_ids, file_format, reading
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "load_votes",
     "read_votes",
     "pair_stats",
+    "pad_stats",
 ]
 
 #: The arena's outcomes and the score they give ``model_a`` (a tie is half a win for each side).
@@ -265,4 +267,26 @@ def pair_stats(votes: ArenaVotes, dtype: Any = np.float64) -> PairStats:
         score_first=np.bincount(entry, weights=score_first, minlength=keys.shape[0]).astype(dtype),
         num_votes=np.bincount(entry, minlength=keys.shape[0]).astype(dtype),
         multiplicity=np.ones(votes.num_voters, dtype),
+    )
+
+
+def pad_stats(stats: PairStats, num_entries: int | None = None, num_voters: int | None = None) -> PairStats:
+    """Pads entries and voters to fixed sizes (default: the core's `bucket_size`), so that fits of
+    similar sizes share one compilation. Padded entries hold no votes and padded voters have
+    multiplicity 0: neither changes the likelihood, its derivatives or the EM updates.
+    """
+    num_entries = bucket_size(stats.voter.shape[0]) if num_entries is None else num_entries
+    num_voters = bucket_size(stats.multiplicity.shape[0]) if num_voters is None else num_voters
+    extra = num_entries - stats.voter.shape[0]
+    if extra < 0 or num_voters < stats.multiplicity.shape[0]:
+        raise DataError(f"cannot pad {stats.voter.shape[0]} entries and {stats.multiplicity.shape[0]} voters to "
+                        f"{num_entries} and {num_voters}: give sizes at least as large")
+    # A padded entry compares models 0 and 1 (so theta's difference is defined) with no votes.
+    return PairStats(
+        voter=np.pad(stats.voter, (0, extra)),
+        first=np.pad(stats.first, (0, extra)),
+        second=np.pad(stats.second, (0, extra), constant_values=1),
+        score_first=np.pad(stats.score_first, (0, extra)),
+        num_votes=np.pad(stats.num_votes, (0, extra)),
+        multiplicity=np.pad(stats.multiplicity, (0, num_voters - stats.multiplicity.shape[0])),
     )

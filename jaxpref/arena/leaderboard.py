@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from jaxpref.arena.data import ArenaVotes, PairStats, load_votes, pair_stats
+from jaxpref.arena.data import ArenaVotes, PairStats, load_votes, pad_stats, pair_stats
 from jaxpref.arena.model import (
     ArenaConfig,
     ArenaFit,
@@ -92,7 +92,8 @@ class ArenaResult:
         votes, state = self.votes, self.fit.state
         theta = np.asarray(state.theta)
         with jax.enable_x64(True):
-            _, log_resp = posterior(state, PairStats(*(jnp.asarray(field) for field in pair_stats(votes))))
+            _, log_resp = posterior(state, _device_stats(votes))
+            log_resp = log_resp[: votes.num_voters]
             p = 1.0 / (1.0 + np.exp(-(theta[votes.model_a_index] - theta[votes.model_b_index])))
             log_resp, grid = np.asarray(log_resp), np.asarray(state.family.eta_grid)
             if_a, if_b = (per_label_attentiveness(log_resp, grid, votes.voter_index, p, np.full(p.shape, label))
@@ -132,22 +133,31 @@ def bootstrap_theta(
 ) -> jax.Array:
     """``(num_replicates, K)`` theta refitted on voters resampled with replacement.
 
-    Each replicate reweights voters by multinomial counts (total = number of voters, weights
-    equal to the fitted multiplicities' sum), starts from ``state`` (the full-data fit) and runs
-    ``em_steps`` EM iterations and ``newton_steps`` safeguarded Newton steps; all replicates run
+    Each replicate reweights the voters by multinomial counts (as many draws as voters, each
+    drawn with probability proportional to its multiplicity; padded voters never), starts from
+    ``state`` (the full-data fit) and runs ``em_steps`` EM iterations and ``newton_steps`` safeguarded Newton steps; all replicates run
     in one ``vmap``.
     """
-    num_voters = stats.multiplicity.shape[0]
+    num_slots = stats.multiplicity.shape[0]
+    # Padded voters (multiplicity 0) are never drawn; as many draws count as there are real voters.
+    num_real = jnp.sum(stats.multiplicity > 0)
+    log_chance = jnp.where(stats.multiplicity > 0, jnp.log(jnp.maximum(stats.multiplicity, 1e-300)), -jnp.inf)
 
     def replicate(replicate_key):
-        draws = jax.random.randint(replicate_key, (num_voters,), 0, num_voters)
-        weights = jnp.zeros((num_voters,), stats.multiplicity.dtype).at[draws].add(1.0)
+        draws = jax.random.categorical(replicate_key, log_chance, shape=(num_slots,))
+        counted = (jnp.arange(num_slots) < num_real).astype(stats.multiplicity.dtype)
+        weights = jnp.zeros((num_slots,), stats.multiplicity.dtype).at[draws].add(counted)
         resampled = stats._replace(multiplicity=weights)
         refit, _ = run_em(state, resampled, config, em_steps)
         refit = jax.lax.fori_loop(0, newton_steps, lambda _, s: newton_step(s, resampled, config)[0], refit)
         return refit.theta
 
     return jax.vmap(replicate)(jax.random.split(key, num_replicates))
+
+
+def _device_stats(votes: ArenaVotes) -> PairStats:
+    """The votes' statistics, padded to bucket sizes (one compilation for similar sizes), as float64 JAX arrays."""
+    return PairStats(*(jnp.asarray(field) for field in pad_stats(pair_stats(votes))))
 
 
 def _arena_config(num_models: int, family: str, num_grid: int, gap_tol: float, max_rounds: int) -> ArenaConfig:
@@ -198,14 +208,14 @@ def fit_leaderboard(
     votes = data if isinstance(data, ArenaVotes) else load_votes(data, **columns)
     config = _arena_config(votes.num_models, family, num_grid, gap_tol, max_rounds)
     with jax.enable_x64(True):
-        stats = PairStats(*(jnp.asarray(field) for field in pair_stats(votes)))
+        stats = _device_stats(votes)
         fit = fit_arena(stats, config)
         observed, sandwich = (np.asarray(c) for c in theta_covariances(fit.state, stats, config))
         replicates = None
         if bootstrap:
             replicates = np.asarray(bootstrap_theta(fit.state, stats, config, jax.random.key(seed), bootstrap))
         _, log_resp = posterior(fit.state, stats)
-        summaries = user_posterior(log_resp, fit.state.family.eta_grid, jnp.asarray(threshold))
+        summaries = user_posterior(log_resp[: votes.num_voters], fit.state.family.eta_grid, jnp.asarray(threshold))
     voters = pd.DataFrame({
         "voter": votes.voter_ids,
         "num_votes": np.bincount(votes.voter_index, minlength=votes.num_voters),

@@ -12,7 +12,7 @@ from scipy.special import expit, logsumexp
 from scipy.stats import kendalltau
 
 from jaxpref.arena import fit_leaderboard, load_votes, pair_stats, simulate_arena
-from jaxpref.arena.data import PairStats
+from jaxpref.arena.data import PairStats, pad_stats
 from jaxpref.arena.leaderboard import _arena_config
 from jaxpref.arena.model import init_state, run_em
 
@@ -130,11 +130,6 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate(arena):
     assert np.all(first.bootstrap.std(axis=0) > 0)
 
 
-def _padded(stats, num_entries):
-    pad = num_entries - stats.voter.shape[0]
-    return PairStats(*(np.pad(field, (0, pad)) for field in stats[:5]), stats.multiplicity)
-
-
 _em = jax.jit(run_em, static_argnames=("config", "num_steps"))
 
 
@@ -148,8 +143,7 @@ def test_em_objective_never_decreases(seed, random_share, family):
     config = _arena_config(5, family, 8, 1e-3, 10)
     with jax.enable_x64(True):
         # Padded to one shape (empty entries add nothing), so one compilation serves every example.
-        stats = PairStats(*(jnp.asarray(f) for f in _padded(pair_stats(coded), 128)))
-        stats = stats._replace(multiplicity=jnp.pad(stats.multiplicity, (0, 16 - coded.num_voters)))
+        stats = PairStats(*(jnp.asarray(f) for f in pad_stats(pair_stats(coded), 128, 16)))
         _, trace = _em(init_state(config), stats, config, 40)
     trace = np.asarray(trace)
     assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[:-1]))
