@@ -20,7 +20,7 @@ __all__ = ["app", "arena"]
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 #: Library argument -> CLI flag, for messages.
-_FLAGS = {"voter_column=": "--voter-column ", "family=": "--family ", "bootstrap=": "--bootstrap ",
+_FLAGS = {"voter_column=": "--voter-column ", "support=": "--support ", "family=": "--family ", "bootstrap=": "--bootstrap ",
           "level=": "--level ", "num_grid=": "--num-grid ", "model_a_column=": "--model-a-column ",
           "model_b_column=": "--model-b-column ", "winner_column=": "--winner-column "}
 
@@ -29,6 +29,7 @@ _FLAGS = {"voter_column=": "--voter-column ", "family=": "--family ", "bootstrap
 def arena(
     data: Path = typer.Argument(..., help="votes file (.parquet, .csv, .jsonl): judge, model_a, model_b, winner"),
     family: str = typer.Option("two_point", "--family", help="P_eta: two_point, beta, point, or none (plain BT)"),
+    support: str = typer.Option("0,1", "--support", help="two_point nodes lo,hi, or 'free' to estimate them"),
     num_grid: int = typer.Option(32, "--num-grid", help="grid size of the beta family"),
     bootstrap: int = typer.Option(0, "--bootstrap", help="voter-bootstrap replicates for percentile CIs"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap"),
@@ -44,7 +45,7 @@ def arena(
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Fit Bradley-Terry strengths and voters' attentiveness together; print the leaderboard."""
-    from jaxpref.cli import use_compilation_cache, user_errors
+    from jaxpref.cli import parse_floats, use_compilation_cache, user_errors
     from jaxpref.errors import DataError
     from jaxpref.io.atomic import check_output, write_table
 
@@ -55,11 +56,12 @@ def arena(
                 check_output(path, [data], flag)
         if plot_out is not None and plot_out.suffix.lower() != ".png":
             raise DataError(f"--plot-out {str(plot_out)!r} must end in .png")
+        nodes = None if support == "free" else parse_floats(support, "--support", 2)
         use_compilation_cache()
         from jaxpref.arena.leaderboard import fit_leaderboard
 
         try:
-            result = fit_leaderboard(data, family=family, num_grid=num_grid, bootstrap=bootstrap, seed=seed,
+            result = fit_leaderboard(data, family=family, support=nodes, num_grid=num_grid, bootstrap=bootstrap, seed=seed,
                                      level=level, voter_column=voter_column, model_a_column=model_a_column,
                                      model_b_column=model_b_column, winner_column=winner_column)
         except DataError as error:

@@ -46,12 +46,14 @@ from jaxpref.core.families import make_family
 from jaxpref.core.posterior import per_label_attentiveness, user_posterior
 from jaxpref.errors import DataError
 
-__all__ = ["ELO_SCALE", "ELO_OFFSET", "ARENA_FAMILIES", "ArenaResult", "fit_leaderboard", "theta_covariances",
+__all__ = ["ELO_SCALE", "ELO_OFFSET", "ARENA_FAMILIES", "RANDOM_OR_ATTENTIVE", "ArenaResult", "fit_leaderboard", "theta_covariances",
            "bootstrap_theta"]
 
 #: Elo points per logit (400 points = a factor 10 in odds), and the score of an average model.
 ELO_SCALE = 400.0 / math.log(10.0)
 ELO_OFFSET = 1000.0
+#: The default two_point support: each voter either reads (eta = 1) or answers at random (eta = 0).
+RANDOM_OR_ATTENTIVE = (0.0, 1.0)
 #: P_eta families offered for arenas; ``"none"`` is plain Bradley-Terry (every voter attentive).
 ARENA_FAMILIES = ("two_point", "beta", "point", "none")
 
@@ -160,16 +162,19 @@ def _device_stats(votes: ArenaVotes) -> PairStats:
     return PairStats(*(jnp.asarray(field) for field in pad_stats(pair_stats(votes))))
 
 
-def _arena_config(num_models: int, family: str, num_grid: int, gap_tol: float, max_rounds: int) -> ArenaConfig:
+def _arena_config(num_models: int, family: str, num_grid: int, gap_tol: float, max_rounds: int,
+                  support: tuple[float, float] | None = None) -> ArenaConfig:
     if family not in ARENA_FAMILIES:
         raise DataError(f"family={family!r} is not offered for arenas: choose one of {', '.join(ARENA_FAMILIES)}")
-    spec = None if family == "none" else make_family(family, num_grid=num_grid)
+    support = support if family == "two_point" else None
+    spec = None if family == "none" else make_family(family, num_grid=num_grid, support=support)
     return ArenaConfig(num_models=num_models, family=spec, gap_tol=gap_tol, max_rounds=max_rounds)
 
 
 def fit_leaderboard(
     data: Any,
     family: str = "two_point",
+    support: tuple[float, float] | None = RANDOM_OR_ATTENTIVE,
     num_grid: int = 32,
     bootstrap: int = 0,
     seed: int = 0,
@@ -186,6 +191,10 @@ def fit_leaderboard(
             or `ArenaVotes`.
         family: P_eta's family, ``two_point`` (default), ``beta``, ``point``, or ``none`` for plain
             Bradley-Terry (every voter attentive).
+        support: the two_point family's nodes; default ``(0, 1)``: a voter reads (eta = 1) or clicks
+            at random (eta = 0). None estimates them, which lets a common eta < 1 trade against a
+            wider spread of theta: with few models the votes barely tell the two apart
+            (docs/arena.md, "Identifiability").
         num_grid: grid size of the beta family.
         bootstrap: voter-bootstrap replicates (0: none).
         seed: seed of the bootstrap.
@@ -206,7 +215,7 @@ def fit_leaderboard(
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise DataError(f"bootstrap={bootstrap!r} must be a whole number >= 0 (replicates)")
     votes = data if isinstance(data, ArenaVotes) else load_votes(data, **columns)
-    config = _arena_config(votes.num_models, family, num_grid, gap_tol, max_rounds)
+    config = _arena_config(votes.num_models, family, num_grid, gap_tol, max_rounds, support)
     with jax.enable_x64(True):
         stats = _device_stats(votes)
         fit = fit_arena(stats, config)

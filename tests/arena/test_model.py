@@ -159,3 +159,11 @@ def test_aware_fit_recovers_ranks_better_with_heavy_random_voters():
     # Random votes shrink plain BT's theta towards 0 by ~(attentive share of votes) = 1/3 here.
     assert scores["two_point"][1] < 0.5 * scores["none"][1], scores
     assert scores["two_point"][0] >= scores["none"][0]
+
+
+def test_all_attentive_voters_reproduce_plain_bradley_terry():
+    votes, _, _ = simulate_arena(13, num_models=8, num_voters=80, votes_per_voter=15, random_share=0.0)
+    aware, plain = fit_leaderboard(votes), fit_leaderboard(votes, family="none")
+    assert aware.eta_grid.tolist() == [0.0, 1.0] and aware.eta_weights[0] < 1e-3
+    np.testing.assert_allclose(aware.leaderboard["theta"], plain.leaderboard["theta"], atol=1e-3)
+    assert aware.leaderboard["model"].tolist() == plain.leaderboard["model"].tolist()
