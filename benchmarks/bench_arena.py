@@ -5,9 +5,9 @@ for the attentiveness-aware fit (two_point) and plain Bradley-Terry (``family="n
 (compiled) runs, and LMArena's arena-rank 0.1.1 BT on the same file when ``--arena-rank-python``
 names an environment that has it (it pins jax 0.8.1 / numpy 2.3.3; its time is also read to
 ratings with sandwich intervals, second call in its process). Prints a table and writes
-``results/arena.json`` and ``results/arena.md``.
+``arena.json``, ``arena.md`` and ``arena.png`` to ``--out`` (default ``results/``).
 
-    python benchmarks/bench_arena.py [--votes 100000 400000] [--arena-rank-python PATH]
+    python -m benchmarks.bench_arena [--votes 100000 400000] [--arena-rank-python PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import RESULTS, machine, markdown_table, median_seconds, write_results
+from benchmarks.common import RESULTS, machine, markdown_table, median_seconds, new_figure, save_figure, write_results
 
 from jaxpref.arena import fit_leaderboard, simulate_arena
 
@@ -34,7 +34,11 @@ def main(argv=None) -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--arena-rank-python", default=None)
+    parser.add_argument("--quick", action="store_true", help="one small file, one repeat")
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    if args.quick:
+        args.votes, args.models, args.repeats = [5_000], 10, 1
     scratch = Path(tempfile.mkdtemp(prefix="bench_arena_"))
     rows = []
     for num_votes in args.votes:
@@ -57,7 +61,17 @@ def main(argv=None) -> None:
             row["plain_over_arena_rank_time"] = row["plain_seconds"] / seconds
         rows.append(row)
         print(row, flush=True)
-    write_results(RESULTS, "arena", {"machine": machine(), "rows": rows}, markdown_table(rows, list(rows[0])))
+    out = Path(args.out)
+    write_results(out, "arena", {"machine": machine(), "rows": rows}, markdown_table(rows, list(rows[0])))
+    plt, figure, axes = new_figure(figsize=(6, 3.5))
+    methods = [name[: -len("_votes_per_second")] for name in rows[0] if name.endswith("_votes_per_second")]
+    for offset, method in enumerate(methods):
+        axes.bar([i + 0.25 * offset for i in range(len(rows))], [row[f"{method}_votes_per_second"] for row in rows],
+                 width=0.25, label=method)
+    axes.set_xticks(range(len(rows)), [f"{row['votes']:,} votes" for row in rows])
+    axes.set_ylabel("votes per second (parquet to leaderboard)")
+    axes.legend()
+    save_figure(plt, figure, out / "arena.png")
 
 
 if __name__ == "__main__":
