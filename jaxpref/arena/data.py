@@ -120,7 +120,7 @@ def _frame_of(data: Any) -> pd.DataFrame:
     )
 
 
-def read_votes(path: str | os.PathLike, id_columns: tuple[str, ...] = ("judge", "user", "model_a", "model_b")) -> pd.DataFrame:
+def read_votes(path: str | os.PathLike, id_columns: tuple[str, ...] = (*VOTER_ALIASES, "model_a", "model_b")) -> pd.DataFrame:
     """Reads a votes file (parquet, CSV or JSONL by suffix) into a DataFrame.
 
     Id columns of text formats are read as strings, so ids stay exactly as written (``007`` is not
@@ -219,7 +219,11 @@ def load_votes(
         >>> votes.model_ids.tolist(), votes.score_a.tolist()
         (['x', 'y'], [1.0, 0.5])
     """
-    frame = read_votes(data) if isinstance(data, (str, os.PathLike)) else _frame_of(data)
+    if isinstance(data, (str, os.PathLike)):
+        ids = (*VOTER_ALIASES, *([voter_column] if voter_column else []), model_a_column, model_b_column)
+        frame = read_votes(data, ids)
+    else:
+        frame = _frame_of(data)
     names = [str(name) for name in frame.columns]
     voter_column = _voter_column(names, voter_column)
     roles = {"voter_column": voter_column, "model_a_column": model_a_column,

@@ -90,3 +90,10 @@ def test_empty_and_missing_columns():
         load_votes(_votes().drop(columns="judge"))
     with pytest.raises(DataError, match="does not exist"):
         load_votes("/nonexistent/votes.parquet")
+
+
+def test_custom_voter_column_in_csv_keeps_ids(tmp_path):
+    path = tmp_path / "votes.csv"
+    _votes().rename(columns={"judge": "rater"}).to_csv(path, index=False)
+    votes = load_votes(path, voter_column="rater")
+    assert votes.voter_ids.tolist() == ["007", "7", "abc"]
