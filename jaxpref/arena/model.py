@@ -18,7 +18,7 @@ EM (docs/arena.md):
 - M-step for theta: a weighted Bradley-Terry (logistic) regression on the expected attentive wins
   per pair, by safeguarded Newton steps (each keeps the best of step sizes 1, 1/2, 1/4, 1/8, 0,
   so the objective never decreases). Anchor: ``sum(theta) = 0``.
-- M-step for P_eta: the core's `family_m_step`, for the parametric families (point, two_point,
+- M-step for P_eta: the family's own `m_step` (`jaxpref.core.families`), for the parametric families (point, two_point,
   beta). npmle is not offered: its weights live on a simplex, where EM alone certifies slowly
   (the core finishes them by an interior-point method that works on its own statistics).
 
@@ -43,14 +43,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref.arena.data import PairStats
-from jaxpref.core.families import (
-    FamilyParams,
-    FamilySpec,
-    family_m_step,
-    from_unconstrained,
-    initial_family_params,
-    to_unconstrained,
-)
+from jaxpref.core.families.base import Family, FamilyParams
 from jaxpref.core.likelihood import ExpectedCounts, LogLikTable, expected_counts, log_lik_table, marginal_loglik
 from jaxpref.io.data import CountStats
 
@@ -90,7 +83,7 @@ class ArenaConfig(NamedTuple):
     """
 
     num_models: int
-    family: FamilySpec | None
+    family: Family | None
     gap_tol: float = 1e-3
     em_steps: int = 20
     max_rounds: int = 200
@@ -206,7 +199,7 @@ def em_step(state: ArenaState, stats: PairStats, config: ArenaConfig) -> tuple[A
     theta = _bradley_terry_m_step(state.theta, wins_first + wins_second.T, config.newton_steps)
     family = state.family
     if config.family is not None:
-        family = family_m_step(config.family, family, jnp.sum(weighted_resp, axis=0), counts)
+        family = config.family.m_step(family, jnp.sum(weighted_resp, axis=0), counts)
     return ArenaState(theta, family), jnp.sum(stats.multiplicity * per_voter)
 
 
@@ -220,7 +213,7 @@ def newton_coordinates(state: ArenaState, config: ArenaConfig) -> Array:
     unconstrained parameters."""
     parts = [state.theta[:-1]]
     if config.family is not None:
-        parts.append(to_unconstrained(config.family, state.family))
+        parts.append(config.family.to_unconstrained(state.family))
     return jnp.concatenate(parts)
 
 
@@ -230,7 +223,7 @@ def state_from(coordinates: Array, template: ArenaState, config: ArenaConfig) ->
     theta = jnp.concatenate([free, -jnp.sum(free, keepdims=True)])
     family = template.family
     if config.family is not None:
-        family = from_unconstrained(config.family, family, coordinates[config.num_models - 1:])
+        family = config.family.from_unconstrained(family, coordinates[config.num_models - 1:])
     return ArenaState(theta, family)
 
 
@@ -280,7 +273,7 @@ def init_state(config: ArenaConfig, dtype=jnp.float64) -> ArenaState:
     theta = jnp.zeros((config.num_models,), dtype)
     if config.family is None:
         return ArenaState(theta, FamilyParams(jnp.ones((1,), dtype), jnp.zeros((1,), dtype), jnp.ones((2,), dtype)))
-    return ArenaState(theta, initial_family_params(None, config.family, dtype))
+    return ArenaState(theta, config.family.init(None, dtype))
 
 
 _run_em = jax.jit(run_em, static_argnames=("config", "num_steps"))
