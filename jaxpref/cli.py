@@ -86,7 +86,8 @@ stdout = Console()
 #: Candidates of ``jaxpref compare`` when --families is not given.
 DEFAULT_FAMILIES = ",".join(FAMILIES)
 #: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
-LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators.")}
+LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators."),
+                "arena": ("jaxpref.arena.cli", "Leaderboard from arena votes, with voters' attentiveness.")}
 
 #: Library argument -> CLI flag, so that the library's messages name the flag on the command line.
 FLAGS = {
