@@ -65,7 +65,7 @@ class OneLineErrors(TyperGroup):
         except click_errors.ClickException as error:
             typer.echo(f"error: {error.format_message()}", err=True)
             result = error.exit_code
-        except click_errors.Abort:
+        except typer.Abort:
             typer.echo("aborted", err=True)
             result = 130
         if standalone_mode:

@@ -71,6 +71,13 @@ def check_output(path: Any, inputs: Sequence[Any] = (), flag: str = "output") ->
     return kind
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence[Any]) -> Iterator[list[str]]:
     """Temporary paths beside each target; on success all are renamed onto their targets, on failure removed.
@@ -91,6 +98,8 @@ def atomic_paths(paths: Sequence[Any]) -> Iterator[list[str]]:
                 prefix=f".{target.name}.", suffix=".partial", dir=target.parent if str(target.parent) else "."
             )
             os.close(handle)
+            # mkstemp makes the file private (0600); an output gets the permissions of any new file.
+            os.chmod(temporary, 0o666 & ~_umask())
             temporaries.append(temporary)
         yield temporaries
         for temporary, path in zip(temporaries, paths):
