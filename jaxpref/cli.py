@@ -29,7 +29,8 @@ from jaxpref.errors import DataError
 from jaxpref.io.atomic import atomic_paths, check_format_holds, check_output, write_frame
 from jaxpref.io.tables import reading, scan
 # The choices are checked before JAX is imported: jaxpref.options needs only NumPy.
-from jaxpref.options import DTYPES, FAMILIES, METHODS, FitOptions
+from jaxpref.checks import DTYPES, METHODS
+from jaxpref.options import FAMILIES, FitOptions
 
 
 #: Click's exceptions, wherever this typer version takes click from (it may vendor it).

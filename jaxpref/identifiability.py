@@ -34,7 +34,8 @@ from jaxpref.core import driver, em
 from jaxpref.io.data import CountStats, count_stats, load_preferences
 from jaxpref.errors import DataError, IdentifiabilityWarning
 from jaxpref.core.families import make_family
-from jaxpref.options import FitOptions, float_dtype
+from jaxpref.checks import float_dtype
+from jaxpref.options import FitOptions
 
 __all__ = [
     "MuProfile",

@@ -5,89 +5,28 @@
 constructor checks every option (naming the argument and the fix), and `FitOptions.resolve_mu`
 turns the mu options into the EM's mu mode once the data (groups, per-label p) are known.
 
-It imports only NumPy, `jaxpref.errors` and the family registry, so the command line checks
-options against it before JAX loads.
+It imports only NumPy, `jaxpref.checks` and the family registry (no JAX), so the command line
+checks options against it before JAX loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from jaxpref.checks import METHODS, check_positive, check_support, float_dtype, validate_mu
 from jaxpref.core.families import REGISTRY
 from jaxpref.errors import DataError
 
-__all__ = [
-    "FAMILIES",
-    "METHODS",
-    "DTYPES",
-    "PAPER_MU_PRIOR",
-    "FitOptions",
-    "MuSetting",
-    "check_positive",
-    "check_support",
-    "float_dtype",
-    "validate_mu",
-]
+__all__ = ["FAMILIES", "PAPER_MU_PRIOR", "FitOptions", "MuSetting", "json_key"]
 
 #: The P_eta families, in the order of `jaxpref.core.families.REGISTRY`.
 FAMILIES = tuple(REGISTRY)
-#: EM methods (`jaxpref.core.driver.fit`): SQUAREM-accelerated or plain EM.
-METHODS = ("squarem", "em")
-#: Float precisions a fit can run in.
-DTYPES = ("float32", "float64")
 #: The paper's "Prior" setting for mu: Beta(8, 2).
 PAPER_MU_PRIOR = (8.0, 2.0)
-
-
-def float_dtype(dtype: str) -> np.dtype:
-    """The NumPy dtype of a ``dtype`` option; `DataError` unless it is one of `DTYPES`."""
-    if dtype not in DTYPES:
-        raise DataError(f"dtype={dtype!r} must be 'float32' or 'float64'")
-    return np.dtype(dtype)
-
-
-def validate_mu(mu: Any, argument: str = "mu") -> np.ndarray:
-    """Checks a gap (scalar or one per group) lies in the open interval (1/2, 1)."""
-    try:
-        values = np.atleast_1d(np.asarray(mu, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise DataError(f"{argument}={mu!r} must be a number in (0.5, 1), or one per group") from None
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise DataError(f"{argument}={mu!r} must be a finite number in (0.5, 1)")
-    if np.any(values <= 0.5) or np.any(values >= 1.0):
-        raise DataError(
-            f"{argument}={mu!r} is outside (0.5, 1): mu is the probability that an attentive user "
-            "prefers the stronger model A, so it must exceed 1/2 (swap A and B if it does not) "
-            "and be below 1"
-        )
-    return values
-
-
-def check_positive(value: Any, argument: str) -> float:
-    """A finite, strictly positive float, or a `DataError` naming the argument."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{argument}={value!r} must be a positive number") from None
-    if not math.isfinite(number) or number <= 0:
-        raise DataError(f"{argument}={value!r} must be a finite number > 0")
-    return number
-
-
-def check_support(support: Any) -> tuple[float, float]:
-    """A fixed two_point support ``(lo, hi)`` with ``0 <= lo < hi <= 1``, as floats."""
-    try:
-        lo, hi = (float(value) for value in support)
-    except (TypeError, ValueError):
-        raise DataError(f"support={support!r} must be two numbers lo,hi") from None
-    if not 0.0 <= lo < hi <= 1.0:
-        raise DataError(f"support={support!r} must satisfy 0 <= lo < hi <= 1")
-    return lo, hi
 
 
 def _check_prior(mu_prior: Any) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from jaxtyping import Array
 from jaxpref.core.families import family_class
 from jaxpref.core.families.base import EtaDistribution
 from jaxpref.errors import DataError
-from jaxpref.options import validate_mu
+from jaxpref.checks import validate_mu
 
 __all__ = ["EtaDistribution", "eta_distribution", "sample_eta", "Simulation", "simulate", "simulate_counts", "replicate"]
 

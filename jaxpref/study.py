@@ -31,9 +31,9 @@ from jax import Array
 from jaxpref.core import em
 from jaxpref.core.driver import fit
 from jaxpref.io.data import fixed_n_counts
-from jaxpref.options import validate_mu
+from jaxpref.checks import validate_mu
 from jaxpref.errors import DataError
-from jaxpref.options import METHODS
+from jaxpref.checks import METHODS
 from jaxpref.simulate import EtaDistribution, simulate_counts
 
 __all__ = ["StudyFits", "replicate_fits", "default_batch_size"]

@@ -44,8 +44,8 @@ import numpyro.distributions as dist
 import pandas as pd
 from jaxtyping import Array
 
-from jaxpref import options
-from jaxpref.options import FitOptions, check_positive
+from jaxpref.checks import check_positive, float_dtype
+from jaxpref.options import FitOptions
 
 from jaxpref.core import em
 from jaxpref.io.data import (
@@ -470,7 +470,7 @@ def fit_bayes(
         raise DataError(f"guide={guide!r} must be 'normal' (AutoNormal) or 'delta' (AutoDelta, MAP)")
     if chain_method not in CHAIN_METHODS:
         raise DataError(f"chain_method={chain_method!r} must be one of {', '.join(CHAIN_METHODS)}")
-    precision = options.float_dtype(dtype)
+    precision = float_dtype(dtype)
     for argument, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains),
                             ("num_steps", num_steps)):
         _check_count(value, argument)

@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref.core.families.base import EtaDistribution, Family, FamilyParams, NaturalParameters, natural
-from jaxpref.options import check_positive
+from jaxpref.checks import check_positive
 
 __all__ = ["BETA_SHAPE_BOUNDS", "Beta", "beta_cell_edges", "beta_grid", "beta_log_weights"]
 

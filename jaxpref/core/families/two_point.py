@@ -27,7 +27,7 @@ from jaxpref.core.families.base import (
     unit_nodes,
 )
 from jaxpref.errors import DataError
-from jaxpref.options import check_support
+from jaxpref.checks import check_support
 
 __all__ = ["TwoPoint"]
 
