@@ -37,9 +37,6 @@ from jaxpref.checks import METHODS
 
 __all__ = ["fit", "fit_restarts", "finish", "boundary_start"]
 
-#: Restarts run vmapped while rows x nodes of the statistics is at most this, else one by one.
-VMAP_RESTARTS_UP_TO = 1 << 18
-
 #: EM hands over to the polish once the objective changes by less than this many units in the
 #: last place of its float dtype (or by ``tol`` per user, whichever is larger).
 RESOLUTION_ULPS = 4.0
@@ -153,8 +150,11 @@ def fit_restarts(
     key: Array, stats: Stats, config: em.EMConfig, mu: Array, num_restarts: int,
     method: str = "squarem",
 ) -> tuple[em.FitOutput, em.FitOutput]:
-    """Runs ``num_restarts + 1`` EM fits in one computation (vmapped for small statistics, one after
-    the other for large ones: `VMAP_RESTARTS_UP_TO`), keeps the best and polishes it.
+    """Runs ``num_restarts + 1`` EM fits in one vmapped computation, keeps the best and polishes it.
+
+    Vmapped starts beat starts one after the other (`lax.map`) even on a large dense table, where
+    vmapping turns the exact fallback's `lax.cond` into a select: per-label p, 1e5 users x 64
+    nodes, a whole default fit took 42 s vmapped and 71 s one by one (29 s from a single start).
 
     Start 0 is the deterministic default, start 1 the `boundary_start`, the others random starts
     drawn from distinct keys (P_eta parameters, and mu when it is estimated).
@@ -191,13 +191,7 @@ def fit_restarts(
         state, num_iter, loglik_trace, objective_trace = _em_loop(start, stats, config, method)
         return _finish(state, stats, unpolished, num_iter, loglik_trace, objective_trace)
 
-    # Small statistics: all starts in one vmapped loop. Large ones: one start after the other
-    # (`lax.map`), since vmapping a while_loop turns every `lax.cond` inside it (the dense table's
-    # exact fallback) into work done on every iteration and multiplies the per-iteration memory.
-    if stats.multiplicity.shape[0] * config.family.num_nodes <= VMAP_RESTARTS_UP_TO:
-        fits = jax.vmap(one)(starts)
-    else:
-        fits = jax.lax.map(one, starts)
+    fits = jax.vmap(one)(starts)
     scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
     best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
     if config.polish:  # unpolished, the best start's fit is final as it stands
