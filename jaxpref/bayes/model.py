@@ -45,6 +45,7 @@ import pandas as pd
 from jaxtyping import Array
 
 from jaxpref import options
+from jaxpref.bayes import checks
 
 from jaxpref.core import em
 from jaxpref.io.data import (
@@ -241,42 +242,159 @@ def user_summaries(
     row_of_user: np.ndarray,
     mu_known: Array,
     threshold: float,
+    key: Array,
+    level: float = 0.9,
 ) -> dict[str, np.ndarray]:
-    """Per-user posterior mean and sd of eta and P(eta >= threshold), averaged over draws.
+    """Per-user posterior mean, sd and credible interval of eta and P(eta >= threshold).
 
     For the marginal form each draw contributes its exact node posterior (Rao-Blackwell);
     the sd uses the law of total variance. For the explicit form the ``eta_user`` draws are
     summarised directly.
 
+    The equal-tailed ``level`` credible interval ``(eta_lo, eta_hi)`` is read off one draw of
+    eta_j per posterior draw (from its node posterior), so it is a Monte Carlo estimate.
+
     Returns:
-        ``{"eta_mean", "eta_sd", "prob_attentive"}``, each ``(num_users,)`` float64.
+        ``{"eta_mean", "eta_sd", "eta_lo", "eta_hi", "prob_attentive"}``, each ``(num_users,)`` float64.
     """
+    tails = [(1.0 - level) / 2, (1.0 + level) / 2]
     if config.form == "explicit":
         eta = np.asarray(samples["eta_user"], np.float64).reshape(-1, row_of_user.shape[0])
+        lower, upper = np.quantile(eta, tails, axis=0)
         return {
             "eta_mean": eta.mean(axis=0),
             "eta_sd": eta.std(axis=0),
+            "eta_lo": lower,
+            "eta_hi": upper,
             "prob_attentive": (eta >= threshold).mean(axis=0),
         }
     draws, _ = _flat_draws(samples)
     dtype = mu_known.dtype
+    num_draws = next(iter(draws.values())).shape[0]
+    draws["key"] = jax.random.split(key, num_draws)
 
     @jax.jit
     def moments(draw):
         grid, log_weights = family_from_sites(config, draw, dtype)
         mu = mu_from_sites(config, draw, mu_known)
-        resp = jnp.exp(marginal_loglik(stats, grid, log_weights, mu)[1])
-        return resp @ grid, resp @ jnp.square(grid), resp @ (grid >= threshold).astype(dtype)
+        log_resp = marginal_loglik(stats, grid, log_weights, mu)[1]
+        resp = jnp.exp(log_resp)
+        eta = grid[jax.random.categorical(draw["key"], log_resp)]
+        return resp @ grid, resp @ jnp.square(grid), resp @ (grid >= threshold).astype(dtype), eta
 
-    first, second, attentive = (
-        np.asarray(value, np.float64).mean(axis=0) for value in jax.lax.map(moments, draws, batch_size=256)
+    first, second, attentive, eta = (
+        np.asarray(value, np.float64) for value in jax.lax.map(moments, draws, batch_size=256)
     )
-    first, second, attentive = first[row_of_user], second[row_of_user], attentive[row_of_user]
+    first, second, attentive = (value.mean(axis=0)[row_of_user] for value in (first, second, attentive))
+    lower, upper = np.quantile(eta, tails, axis=0)[:, row_of_user]
     return {
         "eta_mean": first,
         "eta_sd": np.sqrt(np.maximum(second - np.square(first), 0.0)),
+        "eta_lo": lower,
+        "eta_hi": upper,
         "prob_attentive": np.clip(attentive, 0.0, 1.0),
     }
+
+
+class Design(NamedTuple):
+    """What a replicated data set keeps fixed: who labelled how much, under which gap.
+
+    Attributes:
+        num_labels: ``(num_users, num_groups)`` labels per user and group (n_jg).
+        label_user: ``(num_labels,)`` user of each label, for per-label p; else None.
+        label_p: ``(num_labels,)`` per-label p, or None for gap data.
+    """
+
+    num_labels: Array
+    label_user: Array | None = None
+    label_p: Array | None = None
+
+
+def design(data: PreferenceData, dtype: Any) -> Design:
+    """The `Design` of observed data (counts per user and group; per-label p if given)."""
+    num_pref_a, num_labels = user_counts(data)
+    if data.p is None:
+        return Design(jnp.asarray(num_labels, dtype))
+    total = jnp.asarray(num_labels.sum(axis=1, keepdims=True), dtype)
+    return Design(total, jnp.asarray(data.user_index), jnp.asarray(data.p, dtype))
+
+
+def observed_counts(data: PreferenceData) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, n)``: labels preferring A and labels, each ``(num_users, num_groups)`` int64
+    (one column when p is given per label: the p already differ within a user)."""
+    num_pref_a, num_labels = user_counts(data)
+    if data.p is not None:
+        return num_pref_a.sum(axis=1, keepdims=True), num_labels.sum(axis=1, keepdims=True)
+    return num_pref_a, num_labels
+
+
+def replicate_counts(
+    seed: int, config: BayesConfig, samples: dict[str, np.ndarray], plan: Design, mu_known: Array
+) -> np.ndarray:
+    """Replicated counts ``k_jg`` for the same users, one data set per draw of the parameters.
+
+    Each replication gives every user a fresh ``eta_j ~ P_eta`` (the family of that draw) and
+    draws ``k_jg ~ Binomial(n_jg, 1/2 + eta_j (mu_g - 1/2))`` (per label with per-label p):
+    the "mixed" predictive of hierarchical models, which checks P_eta itself rather than
+    each user's own posterior (that would reproduce every user's data almost by construction).
+    Fed posterior draws it is the posterior predictive, fed prior draws the prior predictive.
+    The sampling is NumPy's (no compiling); the grid of each draw comes from `family_from_sites`.
+
+    Args:
+        seed: seed of NumPy's generator.
+        config: the model.
+        samples: draws per site, each ``(num_chains, num_draws, ...)``.
+        plan: the `Design` to replicate.
+        mu_known: ``(num_groups,)`` known gap.
+
+    Returns:
+        ``(num_chains, num_draws, num_users, num_groups)`` int64.
+    """
+    draws, leading = _flat_draws(samples)
+    dtype = mu_known.dtype
+
+    def family_and_mu(draw):
+        return (*family_from_sites(config, draw, dtype), mu_from_sites(config, draw, mu_known))
+
+    grid, log_weights, mu = (np.asarray(value, np.float64) for value in jax.jit(jax.vmap(family_and_mu))(draws))
+    rng = np.random.default_rng(seed)
+    num_labels = np.asarray(plan.num_labels, np.int64)
+    weights = np.exp(log_weights)
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    uniform = rng.random((grid.shape[0], num_labels.shape[0], 1))
+    node = np.minimum(np.sum(uniform > cumulative[:, None, :], axis=2), grid.shape[1] - 1)
+    eta = np.take_along_axis(grid, node, axis=1)  # (draws, users)
+    if plan.label_p is None:
+        prob = 0.5 + eta[:, :, None] * (mu[:, None, :] - 0.5)
+        replicated = rng.binomial(num_labels[None], prob)
+    else:
+        user = np.asarray(plan.label_user)
+        prob = 0.5 + eta[:, user] * (np.asarray(plan.label_p, np.float64) - 0.5)
+        chosen = rng.random(prob.shape) < prob
+        replicated = np.stack([np.bincount(user, weights=row, minlength=num_labels.shape[0]) for row in chosen])
+        replicated = replicated.astype(np.int64)[:, :, None]
+    return replicated.reshape(leading + replicated.shape[1:])
+
+
+def prior_draws(key: Array, model, model_args, config: BayesConfig, num_draws: int) -> dict[str, np.ndarray]:
+    """``num_draws`` draws of every latent site from the prior, each ``(1, num_draws, ...)``.
+
+    mu's Beta prior enters the model as a ``factor`` on a uniform site, which forward sampling
+    ignores, so mu is drawn here from the truncated Beta itself.
+    """
+    from numpyro.infer import Predictive
+
+    site_key, mu_key = jax.random.split(key)
+    predictive = Predictive(model, num_samples=num_draws, return_sites=_latent_sites(model, model_args))
+    draws = {name: np.asarray(value)[None] for name, value in predictive(site_key, *model_args).items()}
+    if config.em_config.mu_mode == "prior":
+        from scipy import stats as scipy_stats
+
+        prior = scipy_stats.beta(*config.em_config.mu_prior)
+        # Inverse-CDF sampling of the Beta restricted to (1/2, 1).
+        uniform = np.asarray(jax.random.uniform(mu_key, draws["mu"].shape, minval=prior.cdf(0.5), maxval=1.0))
+        draws["mu"] = np.clip(prior.ppf(uniform), 0.5, 1.0).astype(draws["mu"].dtype)
+    return draws
 
 
 def posterior_table(idata, var_names: list[str]) -> pd.DataFrame:
@@ -326,11 +444,14 @@ class BayesFit:
 
     Attributes:
         samples: posterior draws per site, each ``(num_chains, num_draws, ...)``.
-        inference_data: `arviz.InferenceData` with ``posterior``, ``log_likelihood``
-            (variable ``loglik``, the per-user marginal log-likelihood, dims ``(chain, draw, user)``)
-            and, for NUTS, ``sample_stats`` (``diverging``).
+        inference_data: `arviz.InferenceData` (see `inference_data`): posterior, prior, their
+            predictive counts, observed data, ``log_likelihood`` (``loglik``, the per-user
+            marginal log-likelihood, dims ``(chain, draw, user)``) and, for NUTS, the full
+            ``sample_stats`` (diverging, energy, tree_depth, n_steps, step_size, lp,
+            acceptance_rate). Coordinates are the user and group ids as written.
         summary: `posterior_table` of mu and the parameters of P_eta.
-        users: ``user, n_labels, n_pref_a, eta_mean, eta_sd, prob_attentive``.
+        users: ``user, n_labels, n_pref_a, eta_mean, eta_sd, eta_lo, eta_hi, prob_attentive``
+            (``eta_lo, eta_hi``: the central 90 % credible interval).
         family, mu_mode, form, method: the options used.
         num_divergences: divergent NUTS transitions after warm-up (0 for SVI).
         config: the static `BayesConfig`.
@@ -356,7 +477,12 @@ def _check_count(value: Any, argument: str) -> int:
     return int(value)
 
 
+#: NumPyro's per-transition fields kept as arviz ``sample_stats`` (``potential_energy`` becomes ``lp``).
+EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
+
+
 def _run_nuts(key, model, model_args, num_warmup, num_samples, num_chains, chain_method, target_accept):
+    """``(samples, sample_stats)``: draws per site and arviz's sample statistics, each ``(chain, draw, ...)``."""
     from numpyro.infer import MCMC, NUTS
 
     kernel = NUTS(model, target_accept_prob=target_accept)
@@ -368,10 +494,22 @@ def _run_nuts(key, model, model_args, num_warmup, num_samples, num_chains, chain
         chain_method=chain_method,
         progress_bar=False,
     )
-    mcmc.run(key, *model_args)
+    mcmc.run(key, *model_args, extra_fields=EXTRA_FIELDS)
     samples = {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()}
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    return samples, diverging
+    extra = {name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()}
+    num_steps = extra["num_steps"].astype(np.int64)
+    sample_stats = {
+        "diverging": extra["diverging"].astype(bool),
+        "energy": extra["energy"],
+        "n_steps": num_steps,
+        # A NUTS tree of depth d takes up to 2^d - 1 leapfrog steps.
+        "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
+        "acceptance_rate": extra["accept_prob"],
+        "step_size": extra["adapt_state.step_size"],
+        # The log density NUTS samples: unconstrained space, Jacobians included.
+        "lp": -extra["potential_energy"],
+    }
+    return samples, sample_stats
 
 
 def _latent_sites(model, model_args) -> list[str]:
@@ -410,7 +548,7 @@ def fit_bayes(
     mu: Any = None,
     mu_prior: tuple[float, float] | None = None,
     support: tuple[float, float] | None = None,
-    num_grid: int = 32,
+    num_grid: int = 64,
     form: str = "marginal",
     method: str = "nuts",
     num_warmup: int = 500,
@@ -505,30 +643,31 @@ def fit_bayes(
             # One row per user: each user has an eta of their own, so identical rows do not merge.
             ones = np.ones(data.num_users, float_dtype)
             model_stats = CountStats(*(jnp.asarray(a, float_dtype) for a in (num_pref_a, num_labels, ones)))
-        key = jax.random.key(seed)
+        sample_key, summary_key, prior_key = jax.random.split(jax.random.key(seed), 3)
         # The static config is bound here so that it never becomes a traced model argument.
         model = functools.partial(attentiveness_model, config=config)
+        model_args = (model_stats, mu_known)
         if method == "nuts":
-            samples, diverging = _run_nuts(
-                key, model, (model_stats, mu_known), num_warmup, num_samples, num_chains, chain_method,
+            samples, sample_stats = _run_nuts(
+                sample_key, model, model_args, num_warmup, num_samples, num_chains, chain_method,
                 float(target_accept),
             )
         else:
-            samples, diverging = _run_svi(
-                key, model, (model_stats, mu_known), guide, num_steps, float(learning_rate), num_samples
+            samples, sample_stats = _run_svi(
+                sample_key, model, model_args, guide, num_steps, float(learning_rate), num_samples
             )
         loglik = pointwise_loglik(config, samples, stats, row_of_user, mu_known)
-        summaries = user_summaries(config, samples, stats, row_of_user, mu_known, threshold)
+        summaries = user_summaries(config, samples, stats, row_of_user, mu_known, threshold, summary_key)
+        plan = design(data, float_dtype)
+        replicated = replicate_counts(seed, config, samples, plan, mu_known)
+        prior = prior_draws(prior_key, model, model_args, config, num_samples)
+        prior_replicated = replicate_counts(seed + 1, config, prior, plan, mu_known)
 
-    posterior = {name: value for name, value in samples.items() if name != "eta_gap"}
-    dims = {"loglik": ["user"], "eta_user": ["user"], "mu": ["group"], "weights": ["node"]}
-    idata = az.from_dict(
-        posterior=posterior,
-        log_likelihood={"loglik": loglik},
-        sample_stats=None if diverging is None else {"diverging": diverging},
-        dims={name: value for name, value in dims.items() if name in posterior or name == "loglik"},
-    )
-    summary = posterior_table(idata, [name for name in PARAMETER_SITES if name in posterior])
+    idata = inference_data(data, samples, sample_stats, loglik, replicated, prior, prior_replicated)
+    parameters = [name for name in PARAMETER_SITES if name in idata.posterior]
+    summary = posterior_table(idata, parameters)
+    if method == "nuts":
+        checks.warn(checks.convergence_problems(idata, parameters), f"fit_bayes(family={family!r}, form={form!r})")
     users = pd.DataFrame(
         {
             "user": data.user_ids,
@@ -546,9 +685,52 @@ def fit_bayes(
         mu_mode=mode,
         form=form,
         method=method,
-        num_divergences=0 if diverging is None else int(diverging.sum()),
+        num_divergences=0 if sample_stats is None else int(sample_stats["diverging"].sum()),
         config=config,
         data=data,
+    )
+
+
+def group_names(data: PreferenceData) -> list[Any]:
+    """Coordinate of the ``group`` dimension: the group ids as written, or ``["all"]``."""
+    return ["all"] if data.group_ids is None or data.p is not None else list(data.group_ids)
+
+
+def inference_data(
+    data: PreferenceData,
+    samples: dict[str, np.ndarray],
+    sample_stats: dict[str, np.ndarray] | None,
+    loglik: np.ndarray,
+    replicated: np.ndarray,
+    prior: dict[str, np.ndarray],
+    prior_replicated: np.ndarray,
+):
+    """The `arviz.InferenceData` of a fit, with named coordinates (user and group ids as written).
+
+    Groups: ``posterior``, ``sample_stats`` (NUTS), ``log_likelihood`` (``loglik``, per user),
+    ``posterior_predictive`` and ``prior_predictive`` (``k``, per user and group), ``prior``,
+    ``observed_data`` (``k``) and ``constant_data`` (``n``, the labels per user and group).
+    """
+    import arviz as az
+
+    hidden = {"eta_gap"}  # the sampled helper of eta_hi (eta_hi itself is kept)
+    posterior = {name: value for name, value in samples.items() if name not in hidden}
+    prior = {name: value for name, value in prior.items() if name not in hidden}
+    observed_k, observed_n = observed_counts(data)
+    dims = {"loglik": ["user"], "eta_user": ["user"], "mu": ["group"], "weights": ["node"],
+            "k": ["user", "group"], "n": ["user", "group"]}
+    coords = {"user": list(data.user_ids), "group": group_names(data)}
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        log_likelihood={"loglik": loglik},
+        posterior_predictive={"k": replicated},
+        prior=prior,
+        prior_predictive={"k": prior_replicated},
+        observed_data={"k": observed_k},
+        constant_data={"n": observed_n},
+        coords=coords,
+        dims=dims,
     )
 
 
