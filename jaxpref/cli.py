@@ -86,7 +86,8 @@ stdout = Console()
 #: Candidates of ``jaxpref compare`` when --families is not given.
 DEFAULT_FAMILIES = ",".join(FAMILIES)
 #: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
-LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators.")}
+LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators."),
+                "bayes": ("jaxpref.bayes.cli", "Fit the Bayesian model (NumPyro NUTS): posteriors, checks, diagnostics.")}
 
 #: Library argument -> CLI flag, so that the library's messages name the flag on the command line.
 FLAGS = {
@@ -495,12 +496,15 @@ def demo(
 @app.command("compare")
 def compare_command(
     data: Path = typer.Argument(..., help="labels file with columns user,label[,p][,group]"),
-    families: str = typer.Option(DEFAULT_FAMILIES, "--families", help="comma-separated candidates"),
+    families: str | None = typer.Option(None, "--families", help=f"comma-separated candidates (default {DEFAULT_FAMILIES})"),
+    model: list[str] | None = typer.Option(None, "--model", help="NAME=FAMILY[,group=COL,mu=...,support=lo:hi] (repeat)"),
+    spec_file: Path | None = typer.Option(None, "--spec-file", help=".toml/.json mapping model names to options"),
+    evidence: bool = typer.Option(False, "--evidence", help="also Bayes factors by bridge sampling (loo/waic)"),
     method: str = typer.Option("loo", "--method", help="loo | waic (NumPyro NUTS) | bic (EM)"),
     mu: str | None = typer.Option(None, "--mu", help="known gap (0.74), 'free', per group (0.6,0.9 or a=0.6,b=0.9)"),
     mu_prior: str | None = typer.Option(None, "--mu-prior", help="Beta prior a,b on mu (default 8,2 when --mu is absent)"),
     support: str | None = typer.Option(None, "--support", help="fixed two_point support lo,hi"),
-    num_grid: int = typer.Option(32, "--num-grid", help="grid size for beta and npmle"),
+    num_grid: int = typer.Option(64, "--num-grid", help="grid size for beta and npmle"),
     samples: int = typer.Option(500, "--samples", help="NUTS draws per chain (loo/waic)"),
     warmup: int = typer.Option(500, "--warmup", help="NUTS warm-up steps per chain (loo/waic)"),
     chains: int = typer.Option(4, "--chains", help="NUTS chains, vectorised (loo/waic)"),
@@ -511,49 +515,20 @@ def compare_command(
     label_column: str = typer.Option("label", "--label-column"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Fit each P_eta family and rank them, best first."""
+    """Rank model specifications (--model/--spec-file) or P_eta families, best first."""
     with user_errors():
         mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
         check_seed(seed)
         use_compilation_cache()
-        from jaxpref.bayes.compare import compare, ranking_json
+        from jaxpref.bayes.cli import run_compare
 
-        status = console.status(
-            f"Comparing {families} by {method} (NUTS for loo/waic can take minutes; --method bic is fast)...",
-            spinner="dots")
-        with status:
-            table = compare(
-                data,
-                families,
-                method,
-                mu=mu_value,
-                mu_prior=prior,
-                support=parse_floats(support, "--support", 2),
-                num_grid=num_grid,
-                seed=seed,
-                num_warmup=warmup,
-                num_samples=samples,
-                num_chains=chains,
-                user_column=user_column,
-                label_column=label_column,
-                p_column=p_column,
-                group_column=group_column,
-            )
-    if json_output:
-        typer.echo(json.dumps(ranking_json(table)))
-        return
-    from rich.table import Table
-
-    better = "higher" if table.attrs["scale"] == "elpd" else "lower"
-    view = Table(title=f"jaxpref compare: method={method} ({better} score is better)")
-    for column in ("family", "score", "se", "diff", "diff_se", "weight", "tied_with_best"):
-        view.add_column(column, justify="left" if column == "family" else "right")
-    for row in table.itertuples():
-        view.add_row(
-            row.family, f"{row.score:.2f}", f"{row.se:.2f}", f"{row.diff:.2f}", f"{row.diff_se:.2f}",
-            f"{row.weight:.3f}", "tie" if row.tied_with_best else "",
+        run_compare(
+            data, families if families or model or spec_file else DEFAULT_FAMILIES, model, spec_file, evidence,
+            json_output, console, stdout, method=method, mu=mu_value, mu_prior=prior,
+            support=parse_floats(support, "--support", 2), num_grid=num_grid, seed=seed, num_warmup=warmup,
+            num_samples=samples, num_chains=chains, user_column=user_column, label_column=label_column,
+            p_column=p_column, group_column=group_column,
         )
-    stdout.print(view)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "warn",
     "PredictiveCheck",
     "predictive_check",
+    "count_check",
     "plot_predictive_check",
 ]
 
@@ -147,10 +148,23 @@ def predictive_check(idata: Any, group: str = "posterior_predictive") -> Predict
     Returns:
         A `PredictiveCheck`.
     """
-    observed_k = idata.observed_data["k"].values
-    n = idata.constant_data["n"].values
     replicated_k = idata[group]["k"].values
-    replicated_k = replicated_k.reshape((-1,) + replicated_k.shape[2:])
+    return count_check(
+        idata.observed_data["k"].values,
+        idata.constant_data["n"].values,
+        replicated_k.reshape((-1,) + replicated_k.shape[2:]),
+        [str(name) for name in idata.observed_data["group"].values],
+    )
+
+
+def count_check(observed_k: np.ndarray, n: np.ndarray, replicated_k: np.ndarray, names: list[str]) -> PredictiveCheck:
+    """`predictive_check` on arrays.
+
+    Args:
+        observed_k, n: ``(num_users, num_groups)`` observed counts and labels.
+        replicated_k: ``(num_replications, num_users, num_groups)`` replicated counts.
+        names: ``num_groups`` group names.
+    """
     observed = _share_histograms(observed_k, n)
     replicated = _share_histograms(replicated_k, n[None])
     expected = replicated.mean(axis=0)
@@ -161,7 +175,6 @@ def predictive_check(idata: Any, group: str = "posterior_predictive") -> Predict
         return np.sum(np.square(histograms - expected) / scale, axis=-1)
 
     observed_chi2, replicated_chi2 = chi2(observed), chi2(replicated)
-    names = [str(name) for name in idata.observed_data["group"].values]
     rows = [
         {"group": name, "chi2": float(observed_chi2[g]), "p_value": float(np.mean(replicated_chi2[:, g] >= observed_chi2[g]))}
         for g, name in enumerate(names)
