@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from jaxpref.bayes import checks
 from jaxpref.errors import DataError
 from jaxpref.io.data import load_preferences
 from jaxpref.options import FAMILIES
@@ -174,7 +175,8 @@ def _predictive_check(fit: Any, group_column: str | None, seed: int):
     split by group can the check see that the groups' gaps differ (pooled, the mixture of two
     gaps looks like one).
     """
-    from jaxpref.bayes import checks
+    import jax
+
     from jaxpref.bayes.model import design, group_names, observed_counts, replicate_counts
 
     data = fit.data
@@ -184,7 +186,9 @@ def _predictive_check(fit: Any, group_column: str | None, seed: int):
         return checks.predictive_check(fit.inference_data)
     split = load_preferences(data.frame, user_column=data.user_column, label_column=data.label_column,
                              group_column=group_column)
-    replicated = replicate_counts(seed, fit.config, fit.samples, design(split, np.float64), fit.mu_known)
+    dtype = np.dtype(fit.dtype)
+    with jax.enable_x64(fit.dtype == "float64"):
+        replicated = replicate_counts(seed, fit.config, fit.samples, design(split, dtype), fit.mu_known.astype(dtype))
     observed_k, n = observed_counts(split)
     return checks.count_check(observed_k, n, replicated.reshape((-1,) + replicated.shape[2:]),
                               [str(name) for name in group_names(split)])
@@ -195,19 +199,27 @@ def _information_table(data, models, method, columns, sampler, evidence, progres
 
     import arviz as az
 
-    from jaxpref.bayes import checks
     from jaxpref.bayes.model import fit_bayes
+
+    from jaxpref.bayes.model import PARAMETER_SITES
 
     fits, seed = {}, sampler["seed"]
     for name, model in models.items():
         if isinstance(model, dict):
             progress(f"fitting {name} by NUTS ({model['family']})")
-            fits[name] = fit_bayes(data, **{**columns, **sampler, **model})
+            with warnings.catch_warnings():
+                # Reported below under the model's name.
+                warnings.simplefilter("ignore", checks.ConvergenceWarning)
+                fits[name] = fit_bayes(data, **{**columns, **sampler, **model})
         else:
             fits[name] = model
     _same_users(fits)
     progress(f"PSIS-LOO, WAIC and predictive checks of {len(fits)} models")
     problems = []
+    for name, fit in fits.items():
+        if fit.method == "nuts":
+            parameters = [site for site in PARAMETER_SITES if site in fit.inference_data.posterior]
+            problems += [f"{name}: {problem}" for problem in checks.convergence_problems(fit.inference_data, parameters)]
     with warnings.catch_warnings():
         # arviz warns about high Pareto k / WAIC variance; that is reported in "warning" and "problems".
         warnings.simplefilter("ignore", UserWarning)
@@ -330,6 +342,7 @@ def compare_models(
     table = table[COLUMNS + extra]
     table.attrs.update(method=method, scale="bic" if method == "bic" else "elpd", tie=bool(within_noise.any()),
                        explanation=RANK_VS_WEIGHT, problems=list(problems))
+    checks.warn(problems, "compare")
     return Comparison(table, fits, problems)
 
 

@@ -74,8 +74,14 @@ __all__ = [
     "user_summaries",
     "posterior_table",
     "fit_bayes",
-    "SBCResult",
-    "simulation_based_calibration",
+    "Design",
+    "design",
+    "observed_counts",
+    "replicate_counts",
+    "prior_draws",
+    "model_arguments",
+    "group_names",
+    "inference_data",
 ]
 
 FORMS = ("marginal",)
@@ -705,129 +711,4 @@ def inference_data(
         constant_data={"n": observed_n},
         coords=coords,
         dims=dims,
-    )
-
-
-class SBCResult(NamedTuple):
-    """Simulation-based calibration of mu (Talts et al. 2018).
-
-    Attributes:
-        mu_true: ``(num_replications,)`` mu drawn from its prior.
-        ranks: ``(num_replications,)`` number of posterior draws below the true mu, in
-            ``[0, num_draws]``; uniform when inference is calibrated.
-        covered: ``(num_replications,)`` whether the central ``level`` interval holds mu.
-        num_draws: posterior draws per replication (after thinning).
-        chi2_pvalue: chi-square test of uniform ranks over ``num_bins`` equal bins.
-        coverage: share of replications whose interval holds mu.
-        num_divergences: divergent transitions after warm-up, over all replications.
-    """
-
-    mu_true: np.ndarray
-    ranks: np.ndarray
-    covered: np.ndarray
-    num_draws: int
-    chi2_pvalue: float
-    coverage: float
-    num_divergences: int
-
-
-def _draw_truncated_beta(key: Array, a: float, b: float, shape: tuple[int, ...]) -> Array:
-    """Beta(a, b) restricted to (1/2, 1) by rejection: the first of 64 proposals above 1/2."""
-    proposals = jax.random.beta(key, a, b, shape + (64,))
-    above = proposals > 0.5
-    return jnp.take_along_axis(proposals, jnp.argmax(above, axis=-1)[..., None], axis=-1)[..., 0]
-
-
-def simulation_based_calibration(
-    key: Array,
-    num_replications: int,
-    *,
-    num_users: int = 50,
-    labels_per_user: int = 10,
-    support: tuple[float, float] = (0.1, 0.9),
-    mu_prior: tuple[float, float] = (8.0, 2.0),
-    num_warmup: int = 300,
-    num_samples: int = 300,
-    thin: int = 3,
-    num_bins: int = 10,
-    level: float = 0.9,
-) -> SBCResult:
-    """SBC of mu for the marginalised two_point model (fixed support) under NUTS.
-
-    Each replication draws ``mu ~ Beta(a, b)`` on (1/2, 1) and ``weight_hi ~ U(0, 1)`` from
-    the model's priors, simulates users' counts, and runs NUTS on the marginalised model;
-    all replications run as one `jax.vmap` over NumPyro's functional NUTS kernel.
-
-    Args:
-        key: PRNG key.
-        num_replications: simulated data sets.
-        num_users, labels_per_user: size of each data set.
-        support: the fixed two_point support.
-        mu_prior: Beta(a, b) prior on mu.
-        num_warmup, num_samples, thin: NUTS settings; ``num_samples // thin`` draws are ranked.
-        num_bins: bins of the chi-square test of uniform ranks.
-        level: level of the central credible interval whose coverage is counted.
-
-    Returns:
-        An `SBCResult`.
-    """
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
-    from scipy import stats as scipy_stats
-
-    from jaxpref.io.data import histogram_counts
-
-    spec = make_family("two_point", support=support)
-    config = BayesConfig(em.EMConfig(family=spec, mu_mode="prior", mu_prior=tuple(float(v) for v in mu_prior)))
-    model = functools.partial(attentiveness_model, config=config)
-    truth_key, data_key, chain_key, init_key = jax.random.split(key, 4)
-    mu_true = _draw_truncated_beta(truth_key, *config.em_config.mu_prior, (num_replications,))
-    weight_hi = jax.random.uniform(jax.random.fold_in(truth_key, 1), (num_replications,))
-    lo, hi = support
-    attentive_key, label_key = jax.random.split(data_key)
-    is_hi = jax.random.uniform(attentive_key, (num_replications, num_users)) < weight_hi[:, None]
-    eta = jnp.where(is_hi, hi, lo)
-    num_labels = jnp.full((num_replications, num_users), float(labels_per_user))
-    num_pref_a = jax.random.binomial(label_key, num_labels, 0.5 + eta * (mu_true[:, None] - 0.5))
-    stats = jax.vmap(lambda k, n: histogram_counts(k, n, labels_per_user))(num_pref_a, num_labels)
-    mu_placeholder = jnp.full((1,), 0.75)
-    first_stats = jax.tree.map(lambda leaf: leaf[0], stats)
-    setup = initialize_model(init_key, model, model_args=(first_stats, mu_placeholder), dynamic_args=True)
-    # Every chain starts at the centre of the unconstrained space (mu = 3/4, weight_hi = 1/2).
-    start = jax.tree.map(jnp.zeros_like, setup.param_info.z)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=setup.potential_fn, algo="NUTS")
-
-    def run_chain(chain_key, data_stats):
-        model_args = (data_stats, mu_placeholder)
-        state = init_kernel(start, num_warmup=num_warmup, model_args=model_args, rng_key=chain_key)
-
-        def transition(state, _):
-            state = sample_kernel(state, model_args=model_args)
-            return state, (state.z, state.diverging)
-
-        _, (draws, diverging) = jax.lax.scan(transition, state, None, length=num_warmup + num_samples)
-        draws = jax.tree.map(lambda leaf: leaf[num_warmup::thin], draws)
-        constrained = jax.vmap(setup.postprocess_fn(*model_args))(draws)
-        return constrained["mu"][:, 0], jnp.sum(diverging[num_warmup:])
-
-    chain_keys = jax.random.split(chain_key, num_replications)
-    mu_draws, divergences = jax.jit(jax.vmap(run_chain))(chain_keys, stats)
-    mu_draws, mu_true = np.asarray(mu_draws, np.float64), np.asarray(mu_true, np.float64)
-    # num_draws + 1 possible ranks must split evenly into the chi-square bins.
-    num_draws = (mu_draws.shape[1] + 1) // num_bins * num_bins - 1
-    if num_draws < num_bins:
-        raise DataError(f"num_samples // thin = {mu_draws.shape[1]} draws is too few for num_bins={num_bins}")
-    mu_draws = mu_draws[:, :num_draws]
-    ranks = np.sum(mu_draws < mu_true[:, None], axis=1)
-    lower, upper = np.quantile(mu_draws, [(1.0 - level) / 2, (1.0 + level) / 2], axis=1)
-    covered = (lower <= mu_true) & (mu_true <= upper)
-    observed = np.bincount(ranks * num_bins // (num_draws + 1), minlength=num_bins)
-    return SBCResult(
-        mu_true=mu_true,
-        ranks=ranks,
-        covered=covered,
-        num_draws=num_draws,
-        chi2_pvalue=float(scipy_stats.chisquare(observed).pvalue),
-        coverage=float(covered.mean()),
-        num_divergences=int(np.sum(divergences)),
     )
