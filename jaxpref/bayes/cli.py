@@ -113,10 +113,13 @@ def run_compare(data: Path, families: str | None, models: list[str] | None, spec
             status.update(f"compare: {line}...")
             console.log(line)
 
-        result = compare_models(
-            data, specs or None, method, families=None if specs else families, evidence=evidence,
-            progress=progress, **options,
-        )
+        with warnings.catch_warnings():
+            # The problems are printed below the table, once, with their fixes.
+            warnings.simplefilter("ignore", UserWarning)
+            result = compare_models(
+                data, specs or None, method, families=None if specs else families, evidence=evidence,
+                progress=progress, **options,
+            )
     table = result.table
     if json_output:
         typer.echo(json.dumps(ranking_json(table)))
