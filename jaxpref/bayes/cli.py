@@ -9,8 +9,8 @@ column: one mu per group), ``p`` (per-label p column), ``mu`` (``0.8``, ``free``
 group ``0.6:0.9``), ``mu_prior`` (``8:2``), ``support`` (``0.1:0.9``) and ``grid``. A spec
 file (``.toml`` or ``.json``) maps names to tables of `jaxpref.bayes.compare.SPEC_KEYS`.
 
-The main CLI (`jaxpref.cli`) mounts ``bayes`` as a lazily loaded sub-app and forwards
-``compare`` to `run_compare`; the options are parsed here before JAX is imported.
+The main CLI (`jaxpref.cli`) mounts ``app`` (``bayes``) and ``compare_app`` (``compare``) as
+lazily loaded commands; the options are parsed here before JAX is imported.
 """
 
 from __future__ import annotations
@@ -25,9 +25,27 @@ import typer
 
 from jaxpref.errors import DataError
 
-__all__ = ["app", "parse_model", "read_spec_file", "run_compare"]
+__all__ = ["app", "compare_app", "parse_model", "read_spec_file", "run_compare"]
 
 app = typer.Typer(help="Fit the Bayesian model (NumPyro NUTS).", no_args_is_help=True, pretty_exceptions_enable=False)
+compare_app = typer.Typer(help="Rank model specifications or P_eta families.", no_args_is_help=True,
+                          pretty_exceptions_enable=False)
+
+# Options shared by ``bayes`` and ``compare``.
+DATA = typer.Argument(..., help="labels file with columns user,label[,p][,group]")
+MU = typer.Option(None, "--mu", help="known gap (0.74), 'free', per group (0.6,0.9 or a=0.6,b=0.9)")
+MU_PRIOR = typer.Option(None, "--mu-prior", help="Beta prior a,b on mu (default 8,2 when --mu is absent)")
+SUPPORT = typer.Option(None, "--support", help="fixed two_point support lo,hi")
+NUM_GRID = typer.Option(64, "--num-grid", help="grid size for beta and npmle")
+SAMPLES = typer.Option(500, "--samples", help="NUTS draws per chain")
+WARMUP = typer.Option(500, "--warmup", help="NUTS warm-up steps per chain")
+CHAINS = typer.Option(4, "--chains", help="NUTS chains, vectorised")
+SEED = typer.Option(0, "--seed")
+P_COLUMN = typer.Option(None, "--p-column", help="column of per-label p (replaces mu)")
+GROUP_COLUMN = typer.Option(None, "--group-column", help="column of groups, one mu per group")
+USER_COLUMN = typer.Option("user", "--user-column")
+LABEL_COLUMN = typer.Option("label", "--label-column")
+JSON_OUTPUT = typer.Option(False, "--json", help="print one JSON object on stdout")
 
 #: Short keys of ``--model`` -> `SPEC_KEYS`.
 MODEL_KEYS = {"group": "group_column", "p": "p_column", "mu": "mu", "mu_prior": "mu_prior", "support": "support",
@@ -156,27 +174,66 @@ def _check_file(path: Path | None, suffix: str, flag: str, data: Path) -> None:
         raise DataError(f"{flag} {str(path)!r} is the input: write to another file")
 
 
+@compare_app.command("compare")
+def compare_command(
+    data: Path = DATA,
+    families: str | None = typer.Option(None, "--families", help="comma-separated candidates (default: all)"),
+    model: list[str] | None = typer.Option(None, "--model", help="NAME=FAMILY[,group=COL,mu=...,support=lo:hi] (repeat)"),
+    spec_file: Path | None = typer.Option(None, "--spec-file", help=".toml/.json mapping model names to options"),
+    evidence: bool = typer.Option(False, "--evidence", help="also Bayes factors by bridge sampling (loo/waic)"),
+    method: str = typer.Option("loo", "--method", help="loo | waic (NumPyro NUTS) | bic (EM)"),
+    mu: str | None = MU,
+    mu_prior: str | None = MU_PRIOR,
+    support: str | None = SUPPORT,
+    num_grid: int = NUM_GRID,
+    samples: int = SAMPLES,
+    warmup: int = WARMUP,
+    chains: int = CHAINS,
+    seed: int = SEED,
+    p_column: str | None = P_COLUMN,
+    group_column: str | None = GROUP_COLUMN,
+    user_column: str = USER_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    json_output: bool = JSON_OUTPUT,
+) -> None:
+    """Rank model specifications (--model/--spec-file) or P_eta families, best first."""
+    from jaxpref.cli import check_seed, console, parse_floats, parse_mu, stdout, use_compilation_cache, user_errors
+    from jaxpref.options import FAMILIES
+
+    with user_errors():
+        mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
+        check_seed(seed)
+        use_compilation_cache()
+        run_compare(
+            data, families if families or model or spec_file else ",".join(FAMILIES), model, spec_file, evidence,
+            json_output, console, stdout, method=method, mu=mu_value, mu_prior=prior,
+            support=parse_floats(support, "--support", 2), num_grid=num_grid, seed=seed, num_warmup=warmup,
+            num_samples=samples, num_chains=chains, user_column=user_column, label_column=label_column,
+            p_column=p_column, group_column=group_column,
+        )
+
+
 @app.command("bayes")
 def bayes_command(
-    data: Path = typer.Argument(..., help="labels file with columns user,label[,p][,group]"),
+    data: Path = DATA,
     family: str = typer.Option("two_point", "--family", help="point | two_point | beta | npmle"),
-    mu: str | None = typer.Option(None, "--mu", help="known gap (0.74), 'free', per group (0.6,0.9 or a=0.6,b=0.9)"),
-    mu_prior: str | None = typer.Option(None, "--mu-prior", help="Beta prior a,b on mu (default 8,2 when --mu is absent)"),
-    support: str | None = typer.Option(None, "--support", help="fixed two_point support lo,hi"),
-    num_grid: int = typer.Option(64, "--num-grid", help="grid size for beta and npmle"),
-    samples: int = typer.Option(500, "--samples", help="NUTS draws per chain"),
-    warmup: int = typer.Option(500, "--warmup", help="NUTS warm-up steps per chain"),
-    chains: int = typer.Option(4, "--chains", help="NUTS chains, vectorised"),
+    mu: str | None = MU,
+    mu_prior: str | None = MU_PRIOR,
+    support: str | None = SUPPORT,
+    num_grid: int = NUM_GRID,
+    samples: int = SAMPLES,
+    warmup: int = WARMUP,
+    chains: int = CHAINS,
     target_accept: float = typer.Option(0.9, "--target-accept", help="NUTS target acceptance (raise on divergences)"),
-    seed: int = typer.Option(0, "--seed"),
-    p_column: str | None = typer.Option(None, "--p-column", help="column of per-label p (replaces mu)"),
-    group_column: str | None = typer.Option(None, "--group-column", help="column of groups, one mu per group"),
-    user_column: str = typer.Option("user", "--user-column"),
-    label_column: str = typer.Option("label", "--label-column"),
+    seed: int = SEED,
+    p_column: str | None = P_COLUMN,
+    group_column: str | None = GROUP_COLUMN,
+    user_column: str = USER_COLUMN,
+    label_column: str = LABEL_COLUMN,
     users_out: Path | None = typer.Option(None, "--users", help="write the users table (.csv or .parquet)"),
     netcdf_out: Path | None = typer.Option(None, "--netcdf", help="write the arviz InferenceData (.nc)"),
     ppc_out: Path | None = typer.Option(None, "--ppc", help="write the posterior predictive check plot (.png)"),
-    json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    json_output: bool = JSON_OUTPUT,
 ) -> None:
     """Fit the Bayesian model by NUTS: parameters, diagnostics, predictive check, per-user intervals."""
     from jaxpref.cli import (

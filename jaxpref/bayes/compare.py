@@ -115,6 +115,15 @@ def _check_models(models: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def _check_spec(data: Any, spec: dict[str, Any], columns: dict[str, str]) -> None:
+    """Validates a specification against the data before anything is fitted (a bad last model fails at once)."""
+    from jaxpref.core.families import make_family
+    from jaxpref.estimator import resolve_mu
+
+    loaded = load_preferences(data, **columns, p_column=spec["p_column"], group_column=spec["group_column"])
+    resolve_mu(loaded, spec["mu"], spec["mu_prior"], make_family(spec["family"], spec["num_grid"], spec["support"]))
+
+
 def _bic_table(data: Any, models: dict[str, dict[str, Any]], columns: dict[str, Any], progress) -> tuple:
     import jax
 
@@ -323,6 +332,9 @@ def compare_models(
     }
     columns = {"user_column": user_column, "label_column": label_column}
     progress = progress or (lambda line: None)
+    for spec in specs.values():
+        if isinstance(spec, dict):
+            _check_spec(data, spec, columns)
     if method == "bic":
         if not all(isinstance(spec, dict) for spec in specs.values()):
             raise DataError("method='bic' refits by EM: give specifications, not BayesFits (or use method='loo')")

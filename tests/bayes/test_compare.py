@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from jaxpref.cli import compare_command
+from jaxpref.bayes.cli import compare_command
 from jaxpref.bayes.compare import compare, ranking_json
 from jaxpref.io.data import DataError
 from jaxpref.simulate import simulate
