@@ -325,7 +325,7 @@ def replicate_counts(
         mu_known: ``(num_groups,)`` known gap.
 
     Returns:
-        ``(num_chains, num_draws, num_users, num_groups)`` int64.
+        ``(num_chains, num_draws, num_users, num_groups)`` int32.
     """
     draws, leading = _flat_draws(samples)
     dtype = mu_known.dtype
@@ -338,18 +338,19 @@ def replicate_counts(
     num_labels = np.asarray(plan.num_labels, np.int64)
     weights = np.exp(log_weights)
     cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    uniform = rng.random((grid.shape[0], num_labels.shape[0], 1))
-    node = np.minimum(np.sum(uniform > cumulative[:, None, :], axis=2), grid.shape[1] - 1)
-    eta = np.take_along_axis(grid, node, axis=1)  # (draws, users)
+    uniform = rng.random((grid.shape[0], num_labels.shape[0]))
+    # Inverse-CDF draw of each user's node, one draw at a time (no (draws, users, nodes) array).
+    node = np.stack([np.searchsorted(row, values, side="right") for row, values in zip(cumulative, uniform)])
+    eta = np.take_along_axis(grid, np.minimum(node, grid.shape[1] - 1), axis=1)  # (draws, users)
     if plan.label_p is None:
         prob = 0.5 + eta[:, :, None] * (mu[:, None, :] - 0.5)
-        replicated = rng.binomial(num_labels[None], prob)
+        replicated = rng.binomial(num_labels[None], prob).astype(np.int32)
     else:
         user = np.asarray(plan.label_user)
         prob = 0.5 + eta[:, user] * (np.asarray(plan.label_p, np.float64) - 0.5)
         chosen = rng.random(prob.shape) < prob
         replicated = np.stack([np.bincount(user, weights=row, minlength=num_labels.shape[0]) for row in chosen])
-        replicated = replicated.astype(np.int64)[:, :, None]
+        replicated = replicated.astype(np.int32)[:, :, None]
     return replicated.reshape(leading + replicated.shape[1:])
 
 

@@ -19,7 +19,7 @@ def test_counts_follow_the_mixture_of_binomials():
     num_labels = np.array([[10, 0], [20, 20], [0, 20]], np.float32)
     mu = jnp.asarray([0.6, 0.95], jnp.float32)
     counts = replicate_counts(0, two_point_config(), samples, Design(jnp.asarray(num_labels)), mu)
-    assert counts.shape == (2, 500, 3, 2) and counts.dtype == np.int64
+    assert counts.shape == (2, 500, 3, 2) and counts.dtype == np.int32
     assert (counts <= num_labels).all() and (counts[..., num_labels == 0] == 0).all()
     flat = counts.reshape(1000, 3, 2).astype(np.float64)
     mean_eta = 0.3 * 0.9 + 0.7 * 0.2
