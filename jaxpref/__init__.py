@@ -26,6 +26,7 @@ _EXPORTS = {
     "PreferenceData": "jaxpref.io.data",
     "UserCounts": "jaxpref.io.data",
     "filter_labels": "jaxpref.core.posterior",
+    "fit_bayes": "jaxpref.bayes.model",
     "fit_attentiveness": "jaxpref.estimator",
     "load_counts": "jaxpref.io.data",
     "load_preferences": "jaxpref.io.data",

@@ -29,7 +29,6 @@ from jaxpref.errors import DataError
 from jaxpref.io.atomic import atomic_paths, check_format_holds, check_output, write_frame
 from jaxpref.io.tables import reading, scan
 # The choices are checked before JAX is imported: jaxpref.options needs only NumPy.
-from jaxpref.checks import DTYPES, METHODS
 from jaxpref.options import FAMILIES, FitOptions
 
 
@@ -49,8 +48,9 @@ class OneLineErrors(TyperGroup):
             return super().get_command(ctx, name)
         import importlib
 
-        module, help_text = LAZY_SUBAPPS[name]
-        command = typer.main.get_command(importlib.import_module(module).app)
+        target, help_text = LAZY_SUBAPPS[name]
+        module, _, attribute = target.partition(":")
+        command = typer.main.get_command(getattr(importlib.import_module(module), attribute or "app"))
         command.name, command.help = name, help_text
         return command
 
@@ -84,10 +84,10 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 stdout = Console()
-#: Candidates of ``jaxpref compare`` when --families is not given.
-DEFAULT_FAMILIES = ",".join(FAMILIES)
-#: Sub-apps loaded on first use: name -> (module defining ``app``, help line).
+#: Sub-apps loaded on first use: name -> (``module`` defining ``app``, or ``module:attribute``; help line).
 LAZY_SUBAPPS = {"contracts": ("jaxpref.contracts.cli", "Monitoring and incentive contracts for annotators."),
+                "bayes": ("jaxpref.bayes.cli", "Fit the Bayesian model (NumPyro NUTS): posteriors, checks, diagnostics."),
+                "compare": ("jaxpref.bayes.cli:compare_app", "Rank model specifications or P_eta families, best first."),
                 "arena": ("jaxpref.arena.cli", "Leaderboard from arena votes, with voters' attentiveness.")}
 
 #: Library argument -> CLI flag, so that the library's messages name the flag on the command line.
@@ -471,70 +471,6 @@ def demo(
         from jaxpref.demo import run_demo
 
         run_demo(users=users, labels=labels, mu=mu, seed=seed, console=stdout)
-
-
-@app.command("compare")
-def compare_command(
-    data: Path = typer.Argument(..., help="labels file with columns user,label[,p][,group]"),
-    families: str = typer.Option(DEFAULT_FAMILIES, "--families", help="comma-separated candidates"),
-    method: str = typer.Option("loo", "--method", help="loo | waic (NumPyro NUTS) | bic (EM)"),
-    mu: str | None = typer.Option(None, "--mu", help="known gap (0.74), 'free', per group (0.6,0.9 or a=0.6,b=0.9)"),
-    mu_prior: str | None = typer.Option(None, "--mu-prior", help="Beta prior a,b on mu (default 8,2 when --mu is absent)"),
-    support: str | None = typer.Option(None, "--support", help="fixed two_point support lo,hi"),
-    num_grid: int = typer.Option(32, "--num-grid", help="grid size for beta and npmle"),
-    samples: int = typer.Option(500, "--samples", help="NUTS draws per chain (loo/waic)"),
-    warmup: int = typer.Option(500, "--warmup", help="NUTS warm-up steps per chain (loo/waic)"),
-    chains: int = typer.Option(4, "--chains", help="NUTS chains, vectorised (loo/waic)"),
-    seed: int = typer.Option(0, "--seed"),
-    p_column: str | None = typer.Option(None, "--p-column", help="column of per-label p (replaces mu)"),
-    group_column: str | None = typer.Option(None, "--group-column", help="column of groups, one mu per group"),
-    user_column: str = typer.Option("user", "--user-column"),
-    label_column: str = typer.Option("label", "--label-column"),
-    json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
-) -> None:
-    """Fit each P_eta family and rank them, best first."""
-    with user_errors():
-        mu_value, prior = parse_mu(mu), parse_floats(mu_prior, "--mu-prior", 2)
-        check_seed(seed)
-        use_compilation_cache()
-        from jaxpref.bayes.compare import compare, ranking_json
-
-        status = console.status(
-            f"Comparing {families} by {method} (NUTS for loo/waic can take minutes; --method bic is fast)...",
-            spinner="dots")
-        with status:
-            table = compare(
-                data,
-                families,
-                method,
-                mu=mu_value,
-                mu_prior=prior,
-                support=parse_floats(support, "--support", 2),
-                num_grid=num_grid,
-                seed=seed,
-                num_warmup=warmup,
-                num_samples=samples,
-                num_chains=chains,
-                user_column=user_column,
-                label_column=label_column,
-                p_column=p_column,
-                group_column=group_column,
-            )
-    if json_output:
-        typer.echo(json.dumps(ranking_json(table)))
-        return
-    from rich.table import Table
-
-    better = "higher" if table.attrs["scale"] == "elpd" else "lower"
-    view = Table(title=f"jaxpref compare: method={method} ({better} score is better)")
-    for column in ("family", "score", "se", "diff", "diff_se", "weight", "tied_with_best"):
-        view.add_column(column, justify="left" if column == "family" else "right")
-    for row in table.itertuples():
-        view.add_row(
-            row.family, f"{row.score:.2f}", f"{row.se:.2f}", f"{row.diff:.2f}", f"{row.diff_se:.2f}",
-            f"{row.weight:.3f}", "tie" if row.tied_with_best else "",
-        )
-    stdout.print(view)
 
 
 def main() -> None:

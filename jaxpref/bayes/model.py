@@ -1,13 +1,12 @@
 """The Bayesian variant in NumPyro: the same likelihood as EM, with priors and full posteriors.
 
-Two forms of one model (docs/identifiability.md, "The Bayesian variant"):
-
-- ``form="marginal"`` (default): eta is summed out on the family's grid, exactly as in EM
-  (`jaxpref.core.likelihood.marginal_loglik` on the compressed `CountStats`), so NUTS only sees the
-  few parameters of P_eta and mu. Per-user posteriors are then exact Rao-Blackwell averages of
-  the per-draw node posteriors.
-- ``form="explicit"`` (``family="beta"`` only): one continuous ``eta_user[j] ~ Beta(alpha, beta)``
-  per user, sampled by NUTS alongside (alpha, beta, mu).
+One form of the model (docs/bayes.md): eta is summed out on the family's grid, exactly as in
+EM (`jaxpref.core.likelihood.marginal_loglik` on the compressed `CountStats`), so NUTS only sees
+the few parameters of P_eta and mu. Per-user posteriors are exact Rao-Blackwell averages of
+the per-draw node posteriors. (An explicit form with one sampled ``eta_j ~ Beta(alpha, beta)``
+per user was removed: at its defaults NUTS gave r-hat 1.06-1.11, ESS under 100 and divergences,
+its non-centred inverse-CDF form needs a ``betaincinv`` NumPyro lacks without
+TensorFlow Probability, and the marginal form's per-user posteriors are exact.)
 
 Priors: mu as in EM (known; Beta(a, b) restricted to (1/2, 1), the density EM's MAP uses; or
 flat on (1/2, 1) for ``mu="free"``), one mu per group; point ``eta ~ U(0, 1)``; two_point
@@ -44,12 +43,12 @@ import numpyro.distributions as dist
 import pandas as pd
 from jaxtyping import Array
 
+from jaxpref.bayes import checks
 from jaxpref.checks import check_positive, float_dtype
 from jaxpref.options import FitOptions
 
 from jaxpref.core import em
 from jaxpref.io.data import (
-    CountStats,
     DataError,
     PreferenceData,
     count_stats,
@@ -58,8 +57,7 @@ from jaxpref.io.data import (
     user_counts,
 )
 from jaxpref.core.families import make_family
-from jaxpref.core.families.beta import beta_log_weights
-from jaxpref.core.likelihood import Stats, log_lik_table, marginal_loglik, safe_log
+from jaxpref.core.likelihood import Stats, marginal_loglik
 
 __all__ = [
     "FORMS",
@@ -75,16 +73,20 @@ __all__ = [
     "user_summaries",
     "posterior_table",
     "fit_bayes",
-    "SBCResult",
-    "simulation_based_calibration",
+    "Design",
+    "design",
+    "observed_counts",
+    "replicate_counts",
+    "prior_draws",
+    "model_arguments",
+    "group_names",
+    "inference_data",
 ]
 
-FORMS = ("marginal", "explicit")
+FORMS = ("marginal",)
 METHODS = ("nuts", "svi")
 GUIDES = ("normal", "delta")
 CHAIN_METHODS = ("vectorized", "sequential", "parallel")
-#: LogNormal(loc, scale) prior on each Beta shape: median e, 95 % of the mass in (0.14, 51).
-SHAPE_PRIOR = (1.0, 1.5)
 #: Sites that are parameters of P_eta or mu (the rows of the summary table).
 PARAMETER_SITES = ("mu", "eta", "weight_hi", "eta_lo", "eta_hi", "alpha", "beta", "weights")
 
@@ -94,7 +96,7 @@ class BayesConfig(NamedTuple):
 
     Attributes:
         em_config: family, mu mode and Beta prior of mu, shared with EM (`jaxpref.core.em.EMConfig`).
-        form: ``marginal`` or ``explicit``.
+        form: ``marginal`` (the only form).
         concentration: Dirichlet concentration of each npmle grid weight.
     """
 
@@ -104,24 +106,9 @@ class BayesConfig(NamedTuple):
 
 
 def family_from_sites(config: BayesConfig, sites: dict[str, Array], dtype=jnp.float32) -> tuple[Array, Array]:
-    """``(eta_grid, log_weights)`` of P_eta from the sampled sites (one draw).
-
-    The one place where sites become the grid, used by the model and by post-processing.
-    """
-    spec = config.em_config.family
-    if spec.name == "point":
-        return jnp.reshape(sites["eta"], (1,)), jnp.zeros((1,), dtype)
-    if spec.name == "two_point":
-        if spec.support is None:
-            grid = jnp.stack([sites["eta_lo"], sites["eta_hi"]])
-        else:
-            grid = jnp.asarray(spec.support, dtype)
-        weight_hi = sites["weight_hi"]
-        return grid, safe_log(jnp.stack([1.0 - weight_hi, weight_hi]))
-    grid = spec.init(None, dtype).eta_grid
-    if spec.name == "beta":
-        return grid, beta_log_weights(grid, jnp.stack([sites["alpha"], sites["beta"]]))
-    return grid, safe_log(sites["weights"])
+    """``(eta_grid, log_weights)`` of P_eta from the sampled sites (one draw): the family's own
+    `jaxpref.core.families.base.Family.from_sites`, used by the model and by post-processing."""
+    return config.em_config.family.from_sites(sites, dtype)
 
 
 def mu_from_sites(config: BayesConfig, sites: dict[str, Array], mu_known: Array) -> Array:
@@ -142,29 +129,16 @@ def statistics(data: PreferenceData, dtype: Any = np.float32) -> tuple[Stats, np
     return jax.tree.map(jnp.asarray, stats), row_of_user
 
 
-def _per_user_loglik(stats: CountStats, eta_user: Array, mu: Array) -> Array:
-    """``(num_users,)`` log P(labels_j | eta_j) with one row of ``stats`` per user."""
-
-    def one_user(row, eta):
-        row = jax.tree.map(lambda leaf: leaf[None], row)
-        return log_lik_table(row, eta[None], mu)[0, 0]
-
-    return jax.vmap(one_user)(stats, eta_user)
-
-
 def attentiveness_model(stats: Stats, mu_known: Array, config: BayesConfig) -> None:
     """NumPyro model of comparison-mode labels.
 
     Args:
-        stats: `CountStats` (one or several gaps) or `LabelStats` (per-label p). For the
-            explicit form, one `CountStats` row per user (multiplicity 1).
+        stats: `CountStats` (one or several gaps) or `LabelStats` (per-label p).
         mu_known: ``(num_groups,)`` the known gap (ignored when mu is sampled or p is given).
         config: static `BayesConfig`.
     """
     em_config = config.em_config
-    spec = em_config.family
     dtype = mu_known.dtype
-    uniform = dist.Uniform(jnp.zeros((), dtype), jnp.ones((), dtype))
     sites: dict[str, Array] = {}
     if em_config.estimates_mu:
         with numpyro.plate("groups", mu_known.shape[0]):
@@ -172,26 +146,7 @@ def attentiveness_model(stats: Stats, mu_known: Array, config: BayesConfig) -> N
         # EM's own log-prior: the posterior mode is EM's MAP (flat for mu="free").
         numpyro.factor("mu_prior", em.log_prior(em_config, sites["mu"]))
     mu = mu_from_sites(config, sites, mu_known)
-    if spec.name == "point":
-        sites["eta"] = numpyro.sample("eta", uniform)
-    elif spec.name == "two_point":
-        sites["weight_hi"] = numpyro.sample("weight_hi", uniform)
-        if spec.support is None:
-            sites["eta_lo"] = numpyro.sample("eta_lo", uniform)
-            gap = numpyro.sample("eta_gap", uniform)
-            sites["eta_hi"] = numpyro.deterministic("eta_hi", sites["eta_lo"] + (1.0 - sites["eta_lo"]) * gap)
-    elif spec.name == "beta":
-        shape_prior = dist.LogNormal(jnp.asarray(SHAPE_PRIOR[0], dtype), SHAPE_PRIOR[1])
-        sites["alpha"] = numpyro.sample("alpha", shape_prior)
-        sites["beta"] = numpyro.sample("beta", shape_prior)
-    else:
-        concentration = jnp.full((spec.num_nodes,), config.concentration, dtype)
-        sites["weights"] = numpyro.sample("weights", dist.Dirichlet(concentration))
-    if config.form == "explicit":
-        with numpyro.plate("users", stats.multiplicity.shape[0]):
-            eta_user = numpyro.sample("eta_user", dist.Beta(sites["alpha"], sites["beta"]))
-        numpyro.factor("loglik", jnp.sum(_per_user_loglik(stats, eta_user, mu)))
-        return
+    sites.update(em_config.family.sample_sites(dtype, config.concentration))
     grid, log_weights = family_from_sites(config, sites, dtype)
     per_row, _ = marginal_loglik(stats, grid, log_weights, mu)
     numpyro.factor("loglik", jnp.sum(stats.multiplicity * per_row))
@@ -241,42 +196,149 @@ def user_summaries(
     row_of_user: np.ndarray,
     mu_known: Array,
     threshold: float,
+    key: Array,
+    level: float = 0.9,
 ) -> dict[str, np.ndarray]:
-    """Per-user posterior mean and sd of eta and P(eta >= threshold), averaged over draws.
+    """Per-user posterior mean, sd and credible interval of eta and P(eta >= threshold).
 
-    For the marginal form each draw contributes its exact node posterior (Rao-Blackwell);
-    the sd uses the law of total variance. For the explicit form the ``eta_user`` draws are
-    summarised directly.
+    Each draw contributes its exact node posterior (Rao-Blackwell); the sd uses the law of
+    total variance.
+
+    The equal-tailed ``level`` credible interval ``(eta_lo, eta_hi)`` is read off one draw of
+    eta_j per posterior draw (from its node posterior), so it is a Monte Carlo estimate.
 
     Returns:
-        ``{"eta_mean", "eta_sd", "prob_attentive"}``, each ``(num_users,)`` float64.
+        ``{"eta_mean", "eta_sd", "eta_lo", "eta_hi", "prob_attentive"}``, each ``(num_users,)`` float64.
     """
-    if config.form == "explicit":
-        eta = np.asarray(samples["eta_user"], np.float64).reshape(-1, row_of_user.shape[0])
-        return {
-            "eta_mean": eta.mean(axis=0),
-            "eta_sd": eta.std(axis=0),
-            "prob_attentive": (eta >= threshold).mean(axis=0),
-        }
+    tails = [(1.0 - level) / 2, (1.0 + level) / 2]
     draws, _ = _flat_draws(samples)
     dtype = mu_known.dtype
+    num_draws = next(iter(draws.values())).shape[0]
+    draws["key"] = jax.random.split(key, num_draws)
 
     @jax.jit
     def moments(draw):
         grid, log_weights = family_from_sites(config, draw, dtype)
         mu = mu_from_sites(config, draw, mu_known)
-        resp = jnp.exp(marginal_loglik(stats, grid, log_weights, mu)[1])
-        return resp @ grid, resp @ jnp.square(grid), resp @ (grid >= threshold).astype(dtype)
+        log_resp = marginal_loglik(stats, grid, log_weights, mu)[1]
+        resp = jnp.exp(log_resp)
+        eta = grid[jax.random.categorical(draw["key"], log_resp)]
+        return resp @ grid, resp @ jnp.square(grid), resp @ (grid >= threshold).astype(dtype), eta
 
-    first, second, attentive = (
-        np.asarray(value, np.float64).mean(axis=0) for value in jax.lax.map(moments, draws, batch_size=256)
+    first, second, attentive, eta = (
+        np.asarray(value, np.float64) for value in jax.lax.map(moments, draws, batch_size=256)
     )
-    first, second, attentive = first[row_of_user], second[row_of_user], attentive[row_of_user]
+    first, second, attentive = (value.mean(axis=0)[row_of_user] for value in (first, second, attentive))
+    lower, upper = np.quantile(eta, tails, axis=0)[:, row_of_user]
     return {
         "eta_mean": first,
         "eta_sd": np.sqrt(np.maximum(second - np.square(first), 0.0)),
+        "eta_lo": lower,
+        "eta_hi": upper,
         "prob_attentive": np.clip(attentive, 0.0, 1.0),
     }
+
+
+class Design(NamedTuple):
+    """What a replicated data set keeps fixed: who labelled how much, under which gap.
+
+    Attributes:
+        num_labels: ``(num_users, num_groups)`` labels per user and group (n_jg).
+        label_user: ``(num_labels,)`` user of each label, for per-label p; else None.
+        label_p: ``(num_labels,)`` per-label p, or None for gap data.
+    """
+
+    num_labels: Array
+    label_user: Array | None = None
+    label_p: Array | None = None
+
+
+def design(data: PreferenceData, dtype: Any) -> Design:
+    """The `Design` of observed data (counts per user and group; per-label p if given)."""
+    num_pref_a, num_labels = user_counts(data)
+    if data.p is None:
+        return Design(jnp.asarray(num_labels, dtype))
+    total = jnp.asarray(num_labels.sum(axis=1, keepdims=True), dtype)
+    return Design(total, jnp.asarray(data.user_index), jnp.asarray(data.p, dtype))
+
+
+def observed_counts(data: PreferenceData) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, n)``: labels preferring A and labels, each ``(num_users, num_groups)`` int64
+    (one column when p is given per label: the p already differ within a user)."""
+    num_pref_a, num_labels = user_counts(data)
+    if data.p is not None:
+        return num_pref_a.sum(axis=1, keepdims=True), num_labels.sum(axis=1, keepdims=True)
+    return num_pref_a, num_labels
+
+
+def replicate_counts(
+    seed: int, config: BayesConfig, samples: dict[str, np.ndarray], plan: Design, mu_known: Array
+) -> np.ndarray:
+    """Replicated counts ``k_jg`` for the same users, one data set per draw of the parameters.
+
+    Each replication gives every user a fresh ``eta_j ~ P_eta`` (the family of that draw) and
+    draws ``k_jg ~ Binomial(n_jg, 1/2 + eta_j (mu_g - 1/2))`` (per label with per-label p):
+    the "mixed" predictive of hierarchical models, which checks P_eta itself rather than
+    each user's own posterior (that would reproduce every user's data almost by construction).
+    Fed posterior draws it is the posterior predictive, fed prior draws the prior predictive.
+    The sampling is NumPy's (no compiling); the grid of each draw comes from `family_from_sites`.
+
+    Args:
+        seed: seed of NumPy's generator.
+        config: the model.
+        samples: draws per site, each ``(num_chains, num_draws, ...)``.
+        plan: the `Design` to replicate.
+        mu_known: ``(num_groups,)`` known gap.
+
+    Returns:
+        ``(num_chains, num_draws, num_users, num_groups)`` int32.
+    """
+    draws, leading = _flat_draws(samples)
+    dtype = mu_known.dtype
+
+    def family_and_mu(draw):
+        return (*family_from_sites(config, draw, dtype), mu_from_sites(config, draw, mu_known))
+
+    grid, log_weights, mu = (np.asarray(value, np.float64) for value in jax.jit(jax.vmap(family_and_mu))(draws))
+    rng = np.random.default_rng(seed)
+    num_labels = np.asarray(plan.num_labels, np.int64)
+    weights = np.exp(log_weights)
+    cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    uniform = rng.random((grid.shape[0], num_labels.shape[0]))
+    # Inverse-CDF draw of each user's node, one draw at a time (no (draws, users, nodes) array).
+    node = np.stack([np.searchsorted(row, values, side="right") for row, values in zip(cumulative, uniform)])
+    eta = np.take_along_axis(grid, np.minimum(node, grid.shape[1] - 1), axis=1)  # (draws, users)
+    if plan.label_p is None:
+        prob = 0.5 + eta[:, :, None] * (mu[:, None, :] - 0.5)
+        replicated = rng.binomial(num_labels[None], prob).astype(np.int32)
+    else:
+        user = np.asarray(plan.label_user)
+        prob = 0.5 + eta[:, user] * (np.asarray(plan.label_p, np.float64) - 0.5)
+        chosen = rng.random(prob.shape) < prob
+        replicated = np.stack([np.bincount(user, weights=row, minlength=num_labels.shape[0]) for row in chosen])
+        replicated = replicated.astype(np.int32)[:, :, None]
+    return replicated.reshape(leading + replicated.shape[1:])
+
+
+def prior_draws(key: Array, model, model_args, config: BayesConfig, num_draws: int) -> dict[str, np.ndarray]:
+    """``num_draws`` draws of every latent site from the prior, each ``(1, num_draws, ...)``.
+
+    mu's Beta prior enters the model as a ``factor`` on a uniform site, which forward sampling
+    ignores, so mu is drawn here from the truncated Beta itself.
+    """
+    from numpyro.infer import Predictive
+
+    site_key, mu_key = jax.random.split(key)
+    predictive = Predictive(model, num_samples=num_draws, return_sites=_latent_sites(model, model_args))
+    draws = {name: np.asarray(value)[None] for name, value in predictive(site_key, *model_args).items()}
+    if config.em_config.mu_mode == "prior":
+        from scipy import stats as scipy_stats
+
+        prior = scipy_stats.beta(*config.em_config.mu_prior)
+        # Inverse-CDF sampling of the Beta restricted to (1/2, 1).
+        uniform = np.asarray(jax.random.uniform(mu_key, draws["mu"].shape, minval=prior.cdf(0.5), maxval=1.0))
+        draws["mu"] = np.clip(prior.ppf(uniform), 0.5, 1.0).astype(draws["mu"].dtype)
+    return draws
 
 
 def posterior_table(idata, var_names: list[str]) -> pd.DataFrame:
@@ -326,15 +388,20 @@ class BayesFit:
 
     Attributes:
         samples: posterior draws per site, each ``(num_chains, num_draws, ...)``.
-        inference_data: `arviz.InferenceData` with ``posterior``, ``log_likelihood``
-            (variable ``loglik``, the per-user marginal log-likelihood, dims ``(chain, draw, user)``)
-            and, for NUTS, ``sample_stats`` (``diverging``).
+        inference_data: `arviz.InferenceData` (see `inference_data`): posterior, prior, their
+            predictive counts, observed data, ``log_likelihood`` (``loglik``, the per-user
+            marginal log-likelihood, dims ``(chain, draw, user)``) and, for NUTS, the full
+            ``sample_stats`` (diverging, energy, tree_depth, n_steps, step_size, lp,
+            acceptance_rate). Coordinates are the user and group ids as written.
         summary: `posterior_table` of mu and the parameters of P_eta.
-        users: ``user, n_labels, n_pref_a, eta_mean, eta_sd, prob_attentive``.
+        users: ``user, n_labels, n_pref_a, eta_mean, eta_sd, eta_lo, eta_hi, prob_attentive``
+            (``eta_lo, eta_hi``: the central 90 % credible interval).
         family, mu_mode, form, method: the options used.
         num_divergences: divergent NUTS transitions after warm-up (0 for SVI).
         config: the static `BayesConfig`.
         data: the validated input.
+        mu_known: ``(num_groups,)`` the known gap (a placeholder when mu is sampled).
+        dtype: ``float32`` or ``float64``, the precision of the fit.
     """
 
     samples: dict[str, np.ndarray]
@@ -348,6 +415,15 @@ class BayesFit:
     num_divergences: int
     config: BayesConfig = dataclasses.field(repr=False)
     data: PreferenceData = dataclasses.field(repr=False)
+    mu_known: np.ndarray = dataclasses.field(repr=False, default=None)
+    dtype: str = "float32"
+
+
+def model_arguments(fit: BayesFit, dtype: Any = None) -> tuple[Stats, Array]:
+    """``(stats, mu_known)``: the arguments `attentiveness_model` was run with for ``fit``, in
+    ``dtype`` (default the fit's; call under ``jax.enable_x64`` for float64)."""
+    dtype = np.dtype(fit.dtype if dtype is None else dtype)
+    return statistics(fit.data, dtype)[0], jnp.asarray(fit.mu_known, dtype)
 
 
 def _check_count(value: Any, argument: str) -> int:
@@ -356,7 +432,12 @@ def _check_count(value: Any, argument: str) -> int:
     return int(value)
 
 
+#: NumPyro's per-transition fields kept as arviz ``sample_stats`` (``potential_energy`` becomes ``lp``).
+EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
+
+
 def _run_nuts(key, model, model_args, num_warmup, num_samples, num_chains, chain_method, target_accept):
+    """``(samples, sample_stats)``: draws per site and arviz's sample statistics, each ``(chain, draw, ...)``."""
     from numpyro.infer import MCMC, NUTS
 
     kernel = NUTS(model, target_accept_prob=target_accept)
@@ -368,10 +449,22 @@ def _run_nuts(key, model, model_args, num_warmup, num_samples, num_chains, chain
         chain_method=chain_method,
         progress_bar=False,
     )
-    mcmc.run(key, *model_args)
+    mcmc.run(key, *model_args, extra_fields=EXTRA_FIELDS)
     samples = {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()}
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    return samples, diverging
+    extra = {name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()}
+    num_steps = extra["num_steps"].astype(np.int64)
+    sample_stats = {
+        "diverging": extra["diverging"].astype(bool),
+        "energy": extra["energy"],
+        "n_steps": num_steps,
+        # A NUTS tree of depth d takes up to 2^d - 1 leapfrog steps.
+        "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
+        "acceptance_rate": extra["accept_prob"],
+        "step_size": extra["adapt_state.step_size"],
+        # The log density NUTS samples: unconstrained space, Jacobians included.
+        "lp": -extra["potential_energy"],
+    }
+    return samples, sample_stats
 
 
 def _latent_sites(model, model_args) -> list[str]:
@@ -410,7 +503,7 @@ def fit_bayes(
     mu: Any = None,
     mu_prior: tuple[float, float] | None = None,
     support: tuple[float, float] | None = None,
-    num_grid: int = 32,
+    num_grid: int = 64,
     form: str = "marginal",
     method: str = "nuts",
     num_warmup: int = 500,
@@ -440,7 +533,7 @@ def fit_bayes(
             (8, 2)), or ``"free"`` for a flat prior on (1/2, 1).
         support: fixed ``(lo, hi)`` for two_point; None samples it.
         num_grid: grid size for beta and npmle.
-        form: ``marginal`` (eta summed out on the grid) or ``explicit`` (eta per user; beta only).
+        form: ``marginal`` (eta summed out on the grid), the only form.
         method: ``nuts`` or ``svi``.
         num_warmup, num_samples, num_chains, target_accept: NUTS settings.
         chain_method: NumPyro's ``vectorized`` (default: all chains in one vmapped program,
@@ -460,8 +553,11 @@ def fit_bayes(
     Raises:
         DataError: bad data or options (the message names the argument and the fix).
     """
-    import arviz as az
-
+    if form == "explicit":
+        raise DataError(
+            "form='explicit' (one sampled eta per user) was removed: NUTS did not converge on it at its defaults; "
+            "use form='marginal', whose per-user posteriors are exact averages over the grid"
+        )
     if form not in FORMS:
         raise DataError(f"form={form!r} must be one of {', '.join(FORMS)}")
     if method not in METHODS:
@@ -482,53 +578,40 @@ def fit_bayes(
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold={threshold!r} must lie in [0, 1]")
     spec = make_family(family, num_grid, support)
-    if form == "explicit" and family != "beta":
-        raise DataError(
-            f"form='explicit' needs a continuous P_eta (family='beta'), not {family!r}: use form='marginal', "
-            "whose per-user posteriors are exact averages over the grid"
-        )
     data = load_preferences(
         data, user_column=user_column, label_column=label_column, p_column=p_column, group_column=group_column
     )
-    if form == "explicit" and data.p is not None:
-        raise DataError("form='explicit' supports gap data (mu), not per-label p: use form='marginal'")
     mode, mu_start, prior = FitOptions(family=family, mu=mu, mu_prior=mu_prior, support=support).resolve_mu(data)
     config = BayesConfig(em.EMConfig(family=spec, mu_mode=mode, mu_prior=prior), form, float(concentration))
 
     with jax.enable_x64(dtype == "float64"):
-        float_dtype = precision
-        stats, row_of_user = statistics(data, float_dtype)
-        mu_known = jnp.asarray(mu_start, float_dtype)
-        model_stats = stats
-        if form == "explicit":
-            num_pref_a, num_labels = user_counts(data)
-            # One row per user: each user has an eta of their own, so identical rows do not merge.
-            ones = np.ones(data.num_users, float_dtype)
-            model_stats = CountStats(*(jnp.asarray(a, float_dtype) for a in (num_pref_a, num_labels, ones)))
-        key = jax.random.key(seed)
+        stats, row_of_user = statistics(data, precision)
+        mu_known = jnp.asarray(mu_start, precision)
+        sample_key, summary_key, prior_key = jax.random.split(jax.random.key(seed), 3)
         # The static config is bound here so that it never becomes a traced model argument.
         model = functools.partial(attentiveness_model, config=config)
+        model_args = (stats, mu_known)
         if method == "nuts":
-            samples, diverging = _run_nuts(
-                key, model, (model_stats, mu_known), num_warmup, num_samples, num_chains, chain_method,
+            samples, sample_stats = _run_nuts(
+                sample_key, model, model_args, num_warmup, num_samples, num_chains, chain_method,
                 float(target_accept),
             )
         else:
-            samples, diverging = _run_svi(
-                key, model, (model_stats, mu_known), guide, num_steps, float(learning_rate), num_samples
+            samples, sample_stats = _run_svi(
+                sample_key, model, model_args, guide, num_steps, float(learning_rate), num_samples
             )
         loglik = pointwise_loglik(config, samples, stats, row_of_user, mu_known)
-        summaries = user_summaries(config, samples, stats, row_of_user, mu_known, threshold)
+        summaries = user_summaries(config, samples, stats, row_of_user, mu_known, threshold, summary_key)
+        plan = design(data, precision)
+        replicated = replicate_counts(seed, config, samples, plan, mu_known)
+        prior = prior_draws(prior_key, model, model_args, config, num_samples)
+        prior_replicated = replicate_counts(seed + 1, config, prior, plan, mu_known)
 
-    posterior = {name: value for name, value in samples.items() if name != "eta_gap"}
-    dims = {"loglik": ["user"], "eta_user": ["user"], "mu": ["group"], "weights": ["node"]}
-    idata = az.from_dict(
-        posterior=posterior,
-        log_likelihood={"loglik": loglik},
-        sample_stats=None if diverging is None else {"diverging": diverging},
-        dims={name: value for name, value in dims.items() if name in posterior or name == "loglik"},
-    )
-    summary = posterior_table(idata, [name for name in PARAMETER_SITES if name in posterior])
+    idata = inference_data(data, samples, sample_stats, loglik, replicated, prior, prior_replicated)
+    parameters = [name for name in PARAMETER_SITES if name in idata.posterior]
+    summary = posterior_table(idata, parameters)
+    if method == "nuts":
+        checks.warn(checks.convergence_problems(idata, parameters), f"fit_bayes(family={family!r}, form={form!r})")
     users = pd.DataFrame(
         {
             "user": data.user_ids,
@@ -546,132 +629,52 @@ def fit_bayes(
         mu_mode=mode,
         form=form,
         method=method,
-        num_divergences=0 if diverging is None else int(diverging.sum()),
+        num_divergences=0 if sample_stats is None else int(sample_stats["diverging"].sum()),
         config=config,
         data=data,
+        mu_known=np.asarray(mu_start, np.float64),
+        dtype=dtype,
     )
 
 
-class SBCResult(NamedTuple):
-    """Simulation-based calibration of mu (Talts et al. 2018).
+def group_names(data: PreferenceData) -> list[Any]:
+    """Coordinate of the ``group`` dimension: the group ids as written, or ``["all"]``."""
+    return ["all"] if data.group_ids is None or data.p is not None else list(data.group_ids)
 
-    Attributes:
-        mu_true: ``(num_replications,)`` mu drawn from its prior.
-        ranks: ``(num_replications,)`` number of posterior draws below the true mu, in
-            ``[0, num_draws]``; uniform when inference is calibrated.
-        covered: ``(num_replications,)`` whether the central ``level`` interval holds mu.
-        num_draws: posterior draws per replication (after thinning).
-        chi2_pvalue: chi-square test of uniform ranks over ``num_bins`` equal bins.
-        coverage: share of replications whose interval holds mu.
-        num_divergences: divergent transitions after warm-up, over all replications.
+
+def inference_data(
+    data: PreferenceData,
+    samples: dict[str, np.ndarray],
+    sample_stats: dict[str, np.ndarray] | None,
+    loglik: np.ndarray,
+    replicated: np.ndarray,
+    prior: dict[str, np.ndarray],
+    prior_replicated: np.ndarray,
+):
+    """The `arviz.InferenceData` of a fit, with named coordinates (user and group ids as written).
+
+    Groups: ``posterior``, ``sample_stats`` (NUTS), ``log_likelihood`` (``loglik``, per user),
+    ``posterior_predictive`` and ``prior_predictive`` (``k``, per user and group), ``prior``,
+    ``observed_data`` (``k``) and ``constant_data`` (``n``, the labels per user and group).
     """
+    import arviz as az
 
-    mu_true: np.ndarray
-    ranks: np.ndarray
-    covered: np.ndarray
-    num_draws: int
-    chi2_pvalue: float
-    coverage: float
-    num_divergences: int
-
-
-def _draw_truncated_beta(key: Array, a: float, b: float, shape: tuple[int, ...]) -> Array:
-    """Beta(a, b) restricted to (1/2, 1) by rejection: the first of 64 proposals above 1/2."""
-    proposals = jax.random.beta(key, a, b, shape + (64,))
-    above = proposals > 0.5
-    return jnp.take_along_axis(proposals, jnp.argmax(above, axis=-1)[..., None], axis=-1)[..., 0]
-
-
-def simulation_based_calibration(
-    key: Array,
-    num_replications: int,
-    *,
-    num_users: int = 50,
-    labels_per_user: int = 10,
-    support: tuple[float, float] = (0.1, 0.9),
-    mu_prior: tuple[float, float] = (8.0, 2.0),
-    num_warmup: int = 300,
-    num_samples: int = 300,
-    thin: int = 3,
-    num_bins: int = 10,
-    level: float = 0.9,
-) -> SBCResult:
-    """SBC of mu for the marginalised two_point model (fixed support) under NUTS.
-
-    Each replication draws ``mu ~ Beta(a, b)`` on (1/2, 1) and ``weight_hi ~ U(0, 1)`` from
-    the model's priors, simulates users' counts, and runs NUTS on the marginalised model;
-    all replications run as one `jax.vmap` over NumPyro's functional NUTS kernel.
-
-    Args:
-        key: PRNG key.
-        num_replications: simulated data sets.
-        num_users, labels_per_user: size of each data set.
-        support: the fixed two_point support.
-        mu_prior: Beta(a, b) prior on mu.
-        num_warmup, num_samples, thin: NUTS settings; ``num_samples // thin`` draws are ranked.
-        num_bins: bins of the chi-square test of uniform ranks.
-        level: level of the central credible interval whose coverage is counted.
-
-    Returns:
-        An `SBCResult`.
-    """
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
-    from scipy import stats as scipy_stats
-
-    from jaxpref.io.data import histogram_counts
-
-    spec = make_family("two_point", support=support)
-    config = BayesConfig(em.EMConfig(family=spec, mu_mode="prior", mu_prior=tuple(float(v) for v in mu_prior)))
-    model = functools.partial(attentiveness_model, config=config)
-    truth_key, data_key, chain_key, init_key = jax.random.split(key, 4)
-    mu_true = _draw_truncated_beta(truth_key, *config.em_config.mu_prior, (num_replications,))
-    weight_hi = jax.random.uniform(jax.random.fold_in(truth_key, 1), (num_replications,))
-    lo, hi = support
-    attentive_key, label_key = jax.random.split(data_key)
-    is_hi = jax.random.uniform(attentive_key, (num_replications, num_users)) < weight_hi[:, None]
-    eta = jnp.where(is_hi, hi, lo)
-    num_labels = jnp.full((num_replications, num_users), float(labels_per_user))
-    num_pref_a = jax.random.binomial(label_key, num_labels, 0.5 + eta * (mu_true[:, None] - 0.5))
-    stats = jax.vmap(lambda k, n: histogram_counts(k, n, labels_per_user))(num_pref_a, num_labels)
-    mu_placeholder = jnp.full((1,), 0.75)
-    first_stats = jax.tree.map(lambda leaf: leaf[0], stats)
-    setup = initialize_model(init_key, model, model_args=(first_stats, mu_placeholder), dynamic_args=True)
-    # Every chain starts at the centre of the unconstrained space (mu = 3/4, weight_hi = 1/2).
-    start = jax.tree.map(jnp.zeros_like, setup.param_info.z)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=setup.potential_fn, algo="NUTS")
-
-    def run_chain(chain_key, data_stats):
-        model_args = (data_stats, mu_placeholder)
-        state = init_kernel(start, num_warmup=num_warmup, model_args=model_args, rng_key=chain_key)
-
-        def transition(state, _):
-            state = sample_kernel(state, model_args=model_args)
-            return state, (state.z, state.diverging)
-
-        _, (draws, diverging) = jax.lax.scan(transition, state, None, length=num_warmup + num_samples)
-        draws = jax.tree.map(lambda leaf: leaf[num_warmup::thin], draws)
-        constrained = jax.vmap(setup.postprocess_fn(*model_args))(draws)
-        return constrained["mu"][:, 0], jnp.sum(diverging[num_warmup:])
-
-    chain_keys = jax.random.split(chain_key, num_replications)
-    mu_draws, divergences = jax.jit(jax.vmap(run_chain))(chain_keys, stats)
-    mu_draws, mu_true = np.asarray(mu_draws, np.float64), np.asarray(mu_true, np.float64)
-    # num_draws + 1 possible ranks must split evenly into the chi-square bins.
-    num_draws = (mu_draws.shape[1] + 1) // num_bins * num_bins - 1
-    if num_draws < num_bins:
-        raise DataError(f"num_samples // thin = {mu_draws.shape[1]} draws is too few for num_bins={num_bins}")
-    mu_draws = mu_draws[:, :num_draws]
-    ranks = np.sum(mu_draws < mu_true[:, None], axis=1)
-    lower, upper = np.quantile(mu_draws, [(1.0 - level) / 2, (1.0 + level) / 2], axis=1)
-    covered = (lower <= mu_true) & (mu_true <= upper)
-    observed = np.bincount(ranks * num_bins // (num_draws + 1), minlength=num_bins)
-    return SBCResult(
-        mu_true=mu_true,
-        ranks=ranks,
-        covered=covered,
-        num_draws=num_draws,
-        chi2_pvalue=float(scipy_stats.chisquare(observed).pvalue),
-        coverage=float(covered.mean()),
-        num_divergences=int(np.sum(divergences)),
+    hidden = {"eta_gap"}  # the sampled helper of eta_hi (eta_hi itself is kept)
+    posterior = {name: value for name, value in samples.items() if name not in hidden}
+    prior = {name: value for name, value in prior.items() if name not in hidden}
+    observed_k, observed_n = observed_counts(data)
+    dims = {"loglik": ["user"], "mu": ["group"], "weights": ["node"],
+            "k": ["user", "group"], "n": ["user", "group"]}
+    coords = {"user": list(data.user_ids), "group": group_names(data)}
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        log_likelihood={"loglik": loglik},
+        posterior_predictive={"k": replicated},
+        prior=prior,
+        prior_predictive={"k": prior_replicated},
+        observed_data={"k": observed_k},
+        constant_data={"n": observed_n},
+        coords=coords,
+        dims=dims,
     )

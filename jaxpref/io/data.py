@@ -14,7 +14,6 @@ themselves are the statistics (`LabelStats`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple

@@ -4,7 +4,6 @@ likelihood vote by vote, vote weights, standard errors; EM monotonicity; better 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.optimize import minimize

@@ -1,4 +1,4 @@
-"""The other model forms: eta explicit per user, per-label p, groups, npmle, SVI AutoNormal.
+"""The other model structures: per-label p, groups, npmle, SVI AutoNormal.
 
 Each NUTS/SVI compilation costs seconds on 2 cores, so these run with ``-m slow``.
 """
@@ -18,20 +18,6 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
 pytestmark = pytest.mark.slow
 
 NUTS = {"num_warmup": 400, "num_samples": 400, "num_chains": 2}
-
-
-def test_explicit_eta_agrees_with_the_marginalised_model():
-    frame = simulate(jax.random.key(7), 80, 15, family="beta", alpha=3.0, beta=2.0, mu=0.85).frame
-    explicit = fit_bayes(frame, family="beta", mu=0.85, form="explicit", **NUTS)
-    marginal = fit_bayes(frame, family="beta", mu=0.85, num_grid=64, **NUTS)
-    # Same posterior of eta_j, sampled directly vs Rao-Blackwellised over the grid.
-    difference = explicit.users["eta_mean"] - marginal.users["eta_mean"]
-    assert np.mean(np.abs(difference)) < 0.03
-    assert np.corrcoef(explicit.users["eta_mean"], marginal.users["eta_mean"])[0, 1] > 0.98
-    for name in ("alpha", "beta"):
-        gap = abs(explicit.summary.loc[name, "mean"] - marginal.summary.loc[name, "mean"])
-        assert gap < 0.5 * marginal.summary.loc[name, "sd"] + 0.5 * explicit.summary.loc[name, "sd"]
-    assert explicit.samples["eta_user"].shape == (2, 400, 80)
 
 
 def test_groups_and_per_label_p_match_em_map():

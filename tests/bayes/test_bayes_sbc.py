@@ -14,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.stats import beta as beta_distribution
 
 from jaxpref.core import em
-from jaxpref.bayes.model import _draw_truncated_beta, simulation_based_calibration
+from jaxpref.bayes.sbc import simulation_based_calibration
 from jaxpref.io.data import histogram_counts
 from jaxpref.core.families import make_family
 from jaxpref.core.likelihood import marginal_loglik
@@ -33,7 +34,10 @@ def grid_pit(prior_used):
     """PIT of the true mu under the grid posterior computed with ``prior_used``, and coverage."""
     distribution = eta_distribution("two_point", support=(0.1, 0.9), weight_hi=0.4)
     truth_key, data_key = jax.random.split(jax.random.key(11))
-    mu_true = _draw_truncated_beta(truth_key, *PRIOR, (NUM_REPLICATIONS,))
+    # Beta(8, 2) restricted to (1/2, 1) by its inverse CDF.
+    prior = beta_distribution(*PRIOR)
+    uniform = np.asarray(jax.random.uniform(truth_key, (NUM_REPLICATIONS,), minval=prior.cdf(0.5), maxval=1.0))
+    mu_true = jnp.asarray(prior.ppf(uniform), jnp.float32)
     keys = jax.random.split(data_key, NUM_REPLICATIONS)
     num_pref_a, num_labels, _ = jax.vmap(simulate_counts, in_axes=(0, None, None, 0, None))(
         keys, NUM_USERS, jnp.asarray(float(NUM_LABELS)), mu_true, distribution
@@ -75,13 +79,28 @@ def test_wrong_prior_is_detected():
 
 
 @pytest.mark.slow
-def test_nuts_sbc_of_mu():
+def test_nuts_sbc_of_mu_and_weight():
     result = simulation_based_calibration(
         jax.random.key(2026), 400, num_users=NUM_USERS, labels_per_user=NUM_LABELS, mu_prior=PRIOR,
         num_warmup=300, num_samples=300, thin=3,
     )
-    assert result.ranks.shape == (400,) and result.num_draws == 99
-    assert result.ranks.min() >= 0 and result.ranks.max() <= result.num_draws
-    assert result.chi2_pvalue > 0.01
-    # Binomial sd of the coverage over 400 replications is 0.015.
-    assert abs(result.coverage - 0.9) < 0.05
+    table = result.table.set_index("parameter")
+    assert list(table.index) == ["mu[0]", "weight_hi"] and result.num_draws == 99
+    for name, ranks in result.ranks.items():
+        assert ranks.shape == (400,) and ranks.min() >= 0 and ranks.max() <= result.num_draws
+        assert table.loc[name, "chi2_pvalue"] > 0.01, name
+        # Binomial sd of the coverage over 400 replications is 0.015.
+        assert abs(table.loc[name, "coverage"] - 0.9) < 0.05, name
+
+
+@pytest.mark.slow
+def test_sbc_covers_groups_and_beta_shapes():
+    grouped = simulation_based_calibration(jax.random.key(1), 16, num_groups=2, num_users=20, labels_per_user=5,
+                                           num_warmup=100, num_samples=99, thin=1)
+    assert list(grouped.table["parameter"]) == ["mu[0]", "mu[1]", "weight_hi"]
+    # The truths are prior draws: mu on (1/2, 1).
+    assert ((grouped.truths["mu[1]"] > 0.5) & (grouped.truths["mu[1]"] < 1.0)).all()
+    beta = simulation_based_calibration(jax.random.key(1), 16, family="beta", num_grid=8, num_users=20,
+                                        labels_per_user=5, num_warmup=100, num_samples=99, thin=1)
+    assert set(beta.table["parameter"]) == {"mu[0]", "alpha", "beta"}
+    assert beta.num_draws == 99 and beta.ranks["alpha"].max() <= 99

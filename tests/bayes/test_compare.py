@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import warnings
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from jaxpref.cli import compare_command
+from jaxpref.bayes.cli import compare_command
 from jaxpref.bayes.compare import compare, ranking_json
 from jaxpref.io.data import DataError
 from jaxpref.simulate import simulate
@@ -63,6 +64,71 @@ def test_loo_reports_a_tie_when_one_label_per_user():
     assert table.attrs["method"] == "loo"
     # elpd_loo of 300 one-label users is about 300 log P(y); it cannot exceed 0.
     assert (table["score"] < 0).all() and (table["score"] > 300 * math.log(0.25)).all()
+
+
+@pytest.fixture(scope="module")
+def grouped_frame():
+    # Two topics with very different gaps: one mu cannot reproduce both.
+    return simulate(jax.random.key(5), 150, 20, family="two_point", support=(0.1, 0.9), mu=(0.6, 0.95)).frame
+
+
+@pytest.mark.slow
+def test_model_structures_and_existing_fits_compare(grouped_frame):
+    from jaxpref.bayes.compare import compare_models
+    from jaxpref.bayes.model import fit_bayes
+
+    nuts = {"num_warmup": 200, "num_samples": 300, "num_chains": 2}
+    one_mu = fit_bayes(grouped_frame, family="two_point", support=(0.1, 0.9), **nuts)
+    result = compare_models(
+        grouped_frame,
+        {"one mu": one_mu, "per topic": {"family": "two_point", "support": (0.1, 0.9), "group_column": "group"}},
+        evidence=True, **nuts,
+    )
+    table = result.table
+    assert table["model"].tolist() == ["per topic", "one mu"]
+    assert result.fits["one mu"] is one_mu
+    worst = table.iloc[1]
+    assert worst["diff"] > 2 * worst["diff_se"] and not worst["tied_with_best"]
+    assert table["weight"].sum() == pytest.approx(1.0)
+    # The misfit is shown, not only ranked: one mu fails its predictive check, per topic passes.
+    assert worst["ppc_p_value"] < 0.05 < table.loc[0, "ppc_p_value"]
+    assert any("one mu" in problem and "predictive p-value" in problem for problem in result.problems)
+    # Bayes factors agree with LOO here, decisively.
+    assert table.loc[0, "log_bf"] == 0.0 and worst["log_bf"] < -10
+    assert (table["pareto_k_max"] < 0.7).all()
+    assert "stacking" in table.attrs["explanation"]
+
+
+@pytest.mark.parametrize(
+    "models, message",
+    [
+        ({"a": {"family": "beta"}}, "at least two"),
+        ({"a": {"family": "beta"}, "b": {"family": "beta", "colour": 1}}, "unknown keys"),
+        ({"a": {"family": "beta"}, "b": {"mu": 0.8}}, "needs a family"),
+        ({"a": {"family": "beta"}, "b": "beta"}, "models['b']"),
+    ],
+)
+def test_bad_model_specifications(models, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        compare({"user": [0, 1], "label": [1, 0]}, models=models)
+
+
+def test_families_and_models_are_exclusive():
+    with pytest.raises(DataError, match="not both"):
+        compare({"user": [0, 1], "label": [1, 0]}, ["point", "beta"], models={"a": {"family": "beta"}})
+
+
+def test_fits_of_different_users_are_refused():
+    from types import SimpleNamespace
+
+    from jaxpref.bayes.compare import _same_users
+
+    def fake(ids):
+        return SimpleNamespace(data=SimpleNamespace(user_ids=np.asarray(ids, dtype=object)))
+
+    _same_users({"a": fake(["007", "8"]), "b": fake(["007", "8"])})
+    with pytest.raises(DataError, match="different users"):
+        _same_users({"a": fake(["007", "8"]), "b": fake(["7", "8"])})
 
 
 def test_ranking_json_is_plain_json(separated_frames):

@@ -233,6 +233,20 @@ class Family:
             if weight > 1e-3
         ]
 
+    # -- the Bayesian model (jaxpref.bayes.model) ----------------------------------------------------
+
+    def sample_sites(self, dtype, concentration: float) -> dict[str, Array]:
+        """Samples the family's parameters from their prior as NumPyro sites (call inside a model).
+        Default: ``weights ~ Dirichlet(concentration)`` on the nodes."""
+        import numpyro
+        import numpyro.distributions as dist
+
+        return {"weights": numpyro.sample("weights", dist.Dirichlet(jnp.full((self.num_nodes,), concentration, dtype)))}
+
+    def from_sites(self, sites: dict[str, Array], dtype) -> tuple[Array, Array]:
+        """``(eta_grid, log_weights)`` of one draw of `sample_sites`."""
+        return self.init(None, dtype).eta_grid, safe_log(sites["weights"])
+
     # -- simulation (jaxpref.simulate) ---------------------------------------------------------------
 
     @classmethod

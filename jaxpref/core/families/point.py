@@ -78,6 +78,16 @@ class Point(Family):
     def table_rows(self, params: dict[str, Any]) -> list[tuple[str, float, str]]:
         return [("eta", params["support"][0], "eta")]
 
+    def sample_sites(self, dtype, concentration: float) -> dict[str, Array]:
+        """``eta ~ Uniform(0, 1)``."""
+        import numpyro
+        import numpyro.distributions as dist
+
+        return {"eta": numpyro.sample("eta", dist.Uniform(jnp.zeros((), dtype), jnp.ones((), dtype)))}
+
+    def from_sites(self, sites: dict[str, Array], dtype) -> tuple[Array, Array]:
+        return jnp.reshape(sites["eta"], (1,)), jnp.zeros((1,), dtype)
+
     @classmethod
     def truth(cls, *, eta: float = 0.5, **_: Any) -> EtaDistribution:
         """Everyone has attentiveness ``eta``."""

@@ -28,6 +28,7 @@ from jaxpref.core.families.base import (
 )
 from jaxpref.errors import DataError
 from jaxpref.checks import check_support
+from jaxpref.core.likelihood import safe_log
 
 __all__ = ["TwoPoint"]
 
@@ -109,6 +110,28 @@ class TwoPoint(Family):
     def table_rows(self, params: dict[str, Any]) -> list[tuple[str, float, str]]:
         (lo, hi), weights = params["support"], params["weights"]
         return [("eta_lo", lo, "eta_lo"), ("eta_hi", hi, "eta_hi"), ("weight_hi", weights[1], "weight_hi")]
+
+    def sample_sites(self, dtype, concentration: float) -> dict[str, Array]:
+        """``weight_hi ~ Uniform(0, 1)``; an estimated support ``eta_lo ~ Uniform(0, 1)`` and
+        ``eta_hi = eta_lo + (1 - eta_lo) gap``, ``gap ~ Uniform(0, 1)`` (ordered nodes)."""
+        import numpyro
+        import numpyro.distributions as dist
+
+        uniform = dist.Uniform(jnp.zeros((), dtype), jnp.ones((), dtype))
+        sites = {"weight_hi": numpyro.sample("weight_hi", uniform)}
+        if self.moving_nodes:
+            sites["eta_lo"] = numpyro.sample("eta_lo", uniform)
+            gap = numpyro.sample("eta_gap", uniform)
+            sites["eta_hi"] = numpyro.deterministic("eta_hi", sites["eta_lo"] + (1.0 - sites["eta_lo"]) * gap)
+        return sites
+
+    def from_sites(self, sites: dict[str, Array], dtype) -> tuple[Array, Array]:
+        if self.moving_nodes:
+            grid = jnp.stack([sites["eta_lo"], sites["eta_hi"]])
+        else:
+            grid = jnp.asarray(self.support, dtype)
+        weight_hi = sites["weight_hi"]
+        return grid, safe_log(jnp.stack([1.0 - weight_hi, weight_hi]))
 
     @classmethod
     def truth(cls, *, support: tuple[float, ...] = (0.1, 0.9), weight_hi: float = 0.4, **_: Any) -> EtaDistribution:
