@@ -28,7 +28,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats as scipy_stats
 
 from jaxpref.core import driver, em
 from jaxpref.io.data import CountStats, count_stats, load_preferences
@@ -121,7 +120,7 @@ def likelihood_ratio_interval(
 
     The ends are the grid edges when the set reaches them (an open interval).
     """
-    cutoff = np.max(objective) - 0.5 * scipy_stats.chi2.ppf(level, df=1)
+    cutoff = np.max(objective) - 0.5 * _chi2_quantile(level)
     inside = np.flatnonzero(objective >= cutoff)
     first, last = inside[0], inside[-1]
 
@@ -156,6 +155,14 @@ def _profile(stats, config, mu_grid, level, seed, num_restarts, prior=None) -> M
         level=level,
         family=config.family.name,
     )
+
+
+def _chi2_quantile(level: float) -> float:
+    """The ``level`` quantile of chi-square with 1 degree of freedom (SciPy is imported here, not
+    with the module: `scipy.stats` costs half a second of every command line fit's start-up)."""
+    from scipy import stats
+
+    return float(stats.chi2.ppf(level, df=1))
 
 
 def profile_loglik_mu(
@@ -274,7 +281,7 @@ def plot_profile(profile: MuProfile, ax: Any = None, label: str | None = None):
     line = ax.plot(profile.mu_grid, relative, label=label or profile.family)[0]
     lo, hi = profile.interval
     ax.axvspan(lo, hi, color=line.get_color(), alpha=0.12)
-    ax.axhline(-0.5 * scipy_stats.chi2.ppf(profile.level, df=1), color="grey", linestyle=":", linewidth=1)
+    ax.axhline(-0.5 * _chi2_quantile(profile.level), color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("mu")
     ax.set_ylabel("profile log-likelihood - max")
     return ax

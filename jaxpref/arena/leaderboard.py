@@ -42,7 +42,7 @@ from jaxpref.arena.model import (
     run_em,
     state_from,
 )
-from jaxpref.core.families import make_family
+from jaxpref.core.families import REGISTRY, make_family
 from jaxpref.core.posterior import per_label_attentiveness, user_posterior
 from jaxpref.errors import DataError
 
@@ -166,7 +166,7 @@ def _arena_config(num_models: int, family: str, num_grid: int, gap_tol: float, m
                   support: tuple[float, float] | None = None) -> ArenaConfig:
     if family not in ARENA_FAMILIES:
         raise DataError(f"family={family!r} is not offered for arenas: choose one of {', '.join(ARENA_FAMILIES)}")
-    support = support if family == "two_point" else None
+    support = support if family in REGISTRY and REGISTRY[family].takes_support else None
     spec = None if family == "none" else make_family(family, num_grid=num_grid, support=support)
     return ArenaConfig(num_models=num_models, family=spec, gap_tol=gap_tol, max_rounds=max_rounds)
 
