@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 EXPERIMENT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "dpo_alignment.py"
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "experiments", "dpo_alignment.py"
 )
 
 

@@ -115,6 +115,8 @@ class Family:
     #: True when the weights are free on the simplex and polished by the interior-point method
     #: (`jaxpref.core.polish`) rather than by Newton steps in `to_unconstrained` coordinates.
     simplex_weights: ClassVar[bool] = False
+    #: True when the node weights are free parameters (so the Kiefer-Wolfowitz bound applies to them).
+    weights_on_nodes: ClassVar[bool] = True
 
     # -- construction -------------------------------------------------------------------------------
 

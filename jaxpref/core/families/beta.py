@@ -118,6 +118,7 @@ class Beta(Family):
     """Beta(alpha, beta) on G fixed cells; ``beta_shape`` holds (alpha, beta)."""
 
     name = "beta"
+    weights_on_nodes = False
 
     @property
     def num_shape_parameters(self) -> int:

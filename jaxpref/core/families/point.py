@@ -27,6 +27,7 @@ class Point(Family):
     """P_eta = a point mass at eta; its M-step sets eta to the expected attentive share."""
 
     name = "point"
+    weights_on_nodes = False
 
     @classmethod
     def create(cls, num_grid: int = 64, support: tuple[float, float] | None = None) -> Point:
