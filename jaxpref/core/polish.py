@@ -164,12 +164,16 @@ def _newton_decrement(value: Callable[[Array], Array], x: Array) -> Array:
     return _decrement(jax.grad(value)(x), -jax.hessian(value)(x))[0]
 
 
-def _kiefer_wolfowitz(log_table: Array, multiplicity: Array, log_weights: Array) -> Array:
-    """``sum_j m_j (max_g D_g - 1)``: bounds the gain still possible by moving the weights."""
+def _kiefer_wolfowitz(log_table: Array, multiplicity: Array, log_weights: Array,
+                      nodes: Array | None = None) -> Array:
+    """``sum_j m_j (max_g D_g - 1)``, the max over ``nodes`` (a boolean mask; all when None):
+    bounds the gain still possible by moving the weights (onto those nodes)."""
     per_row = jax.nn.logsumexp(log_table + log_weights[None, :], axis=1)
     ratio = jnp.exp(log_table - per_row[:, None])  # P_jg / f_j
     total = jnp.sum(multiplicity)
     derivative = (multiplicity @ ratio) / total
+    if nodes is not None:
+        derivative = jnp.where(nodes, derivative, -jnp.inf)
     return jnp.maximum(total * (jnp.max(derivative) - 1.0), 0.0)
 
 
@@ -232,11 +236,7 @@ def _weights_gap(state: em.EMState, stats: Stats, config: em.EMConfig) -> Array:
         return jnp.zeros((), state.mu.dtype)
     log_weights = state.family.log_weights
     log_table = log_lik_table(stats, state.family.eta_grid, state.mu)
-    per_row = jax.nn.logsumexp(log_table + log_weights[None, :], axis=1)
-    total = jnp.sum(stats.multiplicity)
-    derivative = (stats.multiplicity @ jnp.exp(log_table - per_row[:, None])) / total
-    empty = log_weights < np.log(EMPTY_WEIGHT)
-    return jnp.maximum(total * (jnp.max(jnp.where(empty, derivative, -jnp.inf)) - 1.0), 0.0)
+    return _kiefer_wolfowitz(log_table, stats.multiplicity, log_weights, log_weights < np.log(EMPTY_WEIGHT))
 
 
 def polish(state: em.EMState, stats: Stats, config: em.EMConfig) -> PolishResult:
