@@ -74,9 +74,17 @@ start = time.perf_counter()
 if engine == "bincount":
     labels = int(np.bincount(n * 21 + k, minlength=21 * 21).sum() * 20)
 else:
-    labels = int(fit_attentiveness(load_counts(k, n)).users["n_labels"].sum())
+    fit = fit_attentiveness(load_counts(k, n))
+    labels = fit.data.num_labels
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "peak_mb": rss("VmHWM"), "extra_mb": rss("VmHWM") - before, "labels": labels}))
+fit_peak_mb = rss("VmHWM")
+# The per-user table (seven columns of num_users values), built when first asked for.
+start = time.perf_counter()
+if engine != "bincount":
+    assert int(fit.users["n_labels"].sum()) == labels
+users_table_s = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_mb": fit_peak_mb, "extra_mb": fit_peak_mb - before, "labels": labels,
+                  "users_table_s": users_table_s, "users_table_peak_mb": rss("VmHWM")}))
 """
 
 
@@ -162,7 +170,9 @@ def counts_to_fit(args: argparse.Namespace) -> None:
         seconds = float(np.median([run["seconds"] for run in runs]))
         rows.append({"engine": engine, "users": args.counts_users, "s": seconds,
                      "peak_mb": max(run["peak_mb"] for run in runs),
-                     "extra_mb": max(run["extra_mb"] for run in runs)})
+                     "extra_mb": max(run["extra_mb"] for run in runs),
+                     "users_table_s": float(np.median([run["users_table_s"] for run in runs])),
+                     "users_table_peak_mb": max(run["users_table_peak_mb"] for run in runs)})
     for row in rows:
         row["over_bincount"] = row["s"] / rows[0]["s"]
     payload = {"users": args.counts_users, "labels_per_user": 20, "repeats": args.repeats, "results": rows,

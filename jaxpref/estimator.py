@@ -73,11 +73,15 @@ class AttentivenessFit:
         loglik_trace: ``(num_iter,)`` log-likelihood before each iteration.
         aic, bic: information criteria (BIC counts users as the sample size).
         users: per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd,
-            prob_attentive``, users in order of first appearance.
+            prob_attentive``, users in order of first appearance (built on first use).
         data: the validated input: label rows, or per-user counts (then per-label outputs,
             which need the rows, raise `DataError`).
         family, mu_mode, threshold, dtype: the options used.
         state, config: the core's final `EMState` and `EMConfig`.
+        log_resp: ``(num_rows, num_nodes)`` log posterior over the nodes of each row of the
+            statistics (a distinct count pattern, or a user with per-label p).
+        row_of_user: ``(num_users,)`` each user's row of the statistics.
+        row_summaries: ``{name: (num_rows,)}`` the per-user summaries of each row.
     """
 
     params: dict[str, Any]
@@ -90,7 +94,6 @@ class AttentivenessFit:
     loglik_trace: np.ndarray
     aic: float
     bic: float
-    users: pd.DataFrame
     data: PreferenceData | UserCounts
     family: str
     mu_mode: str
@@ -100,6 +103,23 @@ class AttentivenessFit:
     config: em.EMConfig = dataclasses.field(repr=False)
     log_resp: np.ndarray = dataclasses.field(repr=False)
     row_of_user: np.ndarray = dataclasses.field(repr=False)
+    row_summaries: dict[str, np.ndarray] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def users(self) -> pd.DataFrame:
+        """The per-user table ``user, n_labels, n_pref_a, eta_mean, eta_map, eta_sd, prob_attentive``,
+        users in order of first appearance; built on first use from the per-row summaries
+        (``row_summaries``, one row per distinct count pattern) and ``row_of_user``, so a fit that is
+        only asked for its parameters never holds seven columns of ``num_users`` values."""
+        num_pref_a, num_labels = user_counts(self.data)
+        # Fresh arrays handed over without a copy (pandas' copy of 1e7 object ids took 2.4 s); the
+        # ids are copied from the data, so the table never aliases the caller's.
+        return pd.DataFrame(
+            {"user": np.array(self.data.user_ids), "n_labels": _per_user_total(num_labels),
+             "n_pref_a": _per_user_total(num_pref_a),
+             **{name: np.take(value, self.row_of_user) for name, value in self.row_summaries.items()}},
+            copy=False,
+        )
 
     def label_attentiveness(self) -> np.ndarray:
         """``(num_labels,)`` P(z_i = 1 | y_i, data) for every input row, in input order."""
@@ -205,10 +225,11 @@ def _per_user_total(counts: np.ndarray) -> np.ndarray:
     return counts[:, 0].copy() if counts.shape[1] == 1 else counts.sum(axis=1)
 
 
-def _warn_shape_not_identified(spec: Family, labels_per_user: np.ndarray) -> None:
+def _warn_shape_not_identified(spec: Family, num_labels: np.ndarray) -> None:
     """With n labels per user only the first n moments of P_eta are identified: a P_eta with
-    more free parameters than the most labels any user gave is not identified by the data."""
-    most = int(labels_per_user.max())
+    more free parameters than the most labels any user gave (``num_labels``: ``(num_users,
+    num_groups)``) is not identified by the data."""
+    most = int(num_labels.max() if num_labels.shape[1] == 1 else num_labels.sum(axis=1).max())
     needed = spec.num_shape_parameters
     if needed is not None and most < needed:
         warnings.warn(
@@ -301,8 +322,7 @@ def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_val
     with jax.enable_x64(dtype == "float64"):
         num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
         warn_degenerate(num_pref_a, num_labels, mode)
-        labels_per_user = _per_user_total(num_labels)
-        _warn_shape_not_identified(spec, labels_per_user)
+        _warn_shape_not_identified(spec, num_labels)
         if data.p is None:
             stats, row_of_user = compress_counts(num_pref_a, num_labels, float_dtype)
         else:
@@ -331,17 +351,10 @@ def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_val
             gap, loglik, objective = (float(value) for value in (result.optimality_gap, result.loglik, result.objective))
         state, log_resp, summaries = _user_summaries(state64, posterior_stats, threshold, float_dtype)
         log_resp = np.asarray(log_resp)
-        summaries = {name: np.take(np.asarray(value, np.float64), row_of_user) for name, value in summaries._asdict().items()}
+        row_summaries = {name: np.asarray(value, np.float64) for name, value in summaries._asdict().items()}
 
     # One parameter per free coordinate of the observed information (npmle: nodes in use - 1).
     num_params = len(errors)
-    # Fresh arrays handed over without a copy (pandas' copy of 1e7 object ids took 2.4 s); the
-    # ids are copied from the data, so the table never aliases the caller's.
-    users = pd.DataFrame(
-        {"user": np.array(data.user_ids), "n_labels": labels_per_user, "n_pref_a": _per_user_total(num_pref_a),
-         **summaries},
-        copy=False,
-    )
     trace = np.asarray(best.loglik_trace, np.float64)[: int(best.num_iter)]
     return AttentivenessFit(
         params=_params_dict(state64, spec, mode, data),
@@ -354,7 +367,6 @@ def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_val
         loglik_trace=trace,
         aic=2.0 * num_params - 2.0 * loglik,
         bic=num_params * math.log(data.num_users) - 2.0 * loglik,
-        users=users,
         data=data,
         family=options.family,
         mu_mode=mode,
@@ -364,6 +376,7 @@ def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_val
         config=config,
         log_resp=log_resp,
         row_of_user=row_of_user,
+        row_summaries=row_summaries,
     )
 
 

@@ -45,6 +45,28 @@ def test_counts_fit_equals_the_rows_fit(group_column):
         from_counts.labels
 
 
+def test_users_table_is_built_when_first_asked_for_and_matches_a_numpy_posterior():
+    """The fit keeps one summary per distinct count pattern; the per-user table is gathered on first
+    use and equals the posterior of each user computed directly from the fitted P_eta and mu."""
+    rng = np.random.default_rng(3)
+    num_labels = rng.integers(1, 9, 400)
+    num_pref_a = rng.binomial(num_labels, 0.7)
+    fit = fit_attentiveness(load_counts(num_pref_a, num_labels, user_ids=[f"u{j:03d}" for j in range(400)]),
+                            family="two_point", support=(0.1, 0.9), mu=0.8, dtype="float64")
+    assert "users" not in vars(fit)
+    assert len(fit.row_summaries["eta_mean"]) < 400  # one row per pattern (padded), not per user
+    users = fit.users
+    assert users is fit.users  # built once
+    grid, weights = np.array([0.1, 0.9]), np.asarray(fit.params["weights"])
+    p_a = 0.5 + grid * (0.8 - 0.5)
+    log_joint = np.log(weights) + num_pref_a[:, None] * np.log(p_a) + (num_labels - num_pref_a)[:, None] * np.log1p(-p_a)
+    posterior = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1, keepdims=True))
+    np.testing.assert_allclose(users["eta_mean"], posterior @ grid, rtol=1e-10)
+    np.testing.assert_array_equal(users["n_labels"], num_labels)
+    np.testing.assert_array_equal(users["n_pref_a"], num_pref_a)
+    assert users["user"].tolist() == [f"u{j:03d}" for j in range(400)]
+
+
 def test_streamed_file_fit_equals_the_rows_fit(tmp_path):
     frame = grouped_frame(1)
     path = tmp_path / "labels.parquet"
