@@ -1,5 +1,6 @@
 """CLI start-up: `jaxpref fit` of a 30-row file (first run, empty compilation cache; second run, warm cache)
-and a rejected option, against a bare ``python -c "import jax"``, all measured in the same run.
+and a rejected option, against a bare ``python -c "import jax"``, all measured in the same run. Every
+figure but the first run is the median of 5 runs, interleaved with the ``import jax`` runs.
 
     python benchmarks/bench_cli_startup.py            # prints a table, writes results/cli_startup.json
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,9 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+REPEATS = 5
 
 
 def seconds(command: list[str], env: dict[str, str], cwd: str) -> float:
@@ -34,16 +39,21 @@ def main() -> None:
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     cli = [sys.executable, "-m", "jaxpref.cli"]
-    rows = {
-        "python -c 'import jax'": seconds([sys.executable, "-c", "import jax"], env, work),
-        "fit 30 rows, first (empty cache)": seconds([*cli, "fit", str(data), "--mu", "0.74"], env, work),
-        "fit 30 rows, second (warm cache)": seconds([*cli, "fit", str(data), "--mu", "0.74"], env, work),
-        "fit 30 rows, cache off": seconds(
-            [*cli, "fit", str(data), "--mu", "0.74"], {**env, "JAXPREF_COMPILATION_CACHE": "off"}, work
-        ),
-        "rejected option (--family gauss)": seconds([*cli, "fit", str(data), "--family", "gauss"], env, work),
-        "unknown option (--nope)": seconds([*cli, "fit", str(data), "--nope"], env, work),
+    fit = [*cli, "fit", str(data), "--mu", "0.74"]
+    commands = {
+        "python -c 'import jax'": ([sys.executable, "-c", "import jax"], env),
+        "fit 30 rows, second (warm cache)": (fit, env),
+        "fit 30 rows, cache off": (fit, {**env, "JAXPREF_COMPILATION_CACHE": "off"}),
+        "rejected option (--family gauss)": ([*cli, "fit", str(data), "--family", "gauss"], env),
+        "unknown option (--nope)": ([*cli, "fit", str(data), "--nope"], env),
     }
+    first = seconds(fit, env, work)  # fills the cache
+    runs = {name: [] for name in commands}
+    for _ in range(REPEATS):
+        for name, (command, command_env) in commands.items():
+            runs[name].append(seconds(command, command_env, work))
+    rows = {name: statistics.median(values) for name, values in runs.items()}
+    rows["fit 30 rows, first (empty cache)"] = first
     base = rows["python -c 'import jax'"]
     for name, value in rows.items():
         print(f"{name:40s} {value:6.2f} s  {value / base:5.1f}x import jax")

@@ -21,12 +21,11 @@ import functools
 import math
 import statistics
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from jaxtyping import Array
 
 from jaxpref.core import dense, driver, em
@@ -51,6 +50,9 @@ from jaxpref.core.posterior import (
 )
 from jaxpref.core.uncertainty import free_parameters, standard_errors
 from jaxpref.options import FitOptions, json_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["IdentifiabilityWarning", "AttentivenessFit", "fit_attentiveness", "AttentivenessEM"]
 
@@ -111,6 +113,8 @@ class AttentivenessFit:
         users in order of first appearance; built on first use from the per-row summaries
         (``row_summaries``, one row per distinct count pattern) and ``row_of_user``, so a fit that is
         only asked for its parameters never holds seven columns of ``num_users`` values."""
+        import pandas as pd
+
         num_pref_a, num_labels = user_counts(self.data)
         # Fresh arrays handed over without a copy (pandas' copy of 1e7 object ids took 2.4 s); the
         # ids are copied from the data, so the table never aliases the caller's.
@@ -164,6 +168,8 @@ class AttentivenessFit:
         Returns:
             A table ``name, estimate, se, lower, upper, scale`` (NaN where the SE is NaN).
         """
+        import pandas as pd
+
         if not 0.0 < level < 1.0:
             raise DataError(f"level={level!r} must lie in (0, 1), e.g. 0.95")
         names, values, _, _ = free_parameters(self.state, self.config)

@@ -13,16 +13,18 @@ Given the posterior over grid nodes of each user, ``r[j, g] = P(eta_j = eta_g | 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from jaxtyping import Array, Float
 
 from jaxpref.errors import DataError
 from jaxpref.core.likelihood import attentive_given_label
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "UserPosterior",

@@ -16,13 +16,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 from jaxtyping import Float, Int
 
 from jaxpref.errors import DataError, DegenerateDataWarning
+
+if TYPE_CHECKING:
+    import pandas as pd
 from jaxpref.io.tables import check_ids, check_labels, reading, resolve_columns, scan
 
 __all__ = [
@@ -248,6 +250,8 @@ def bucket_size(size: int, minimum: int = 8) -> int:
 
 def _to_pandas(data: Any) -> pd.DataFrame:
     """The caller's table as a DataFrame that the fit owns: the caller's later changes do not reach it."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         # Copy-on-write (pandas >= 3) makes a shallow copy a snapshot; older pandas needs a deep copy.
         return data.copy(deep=int(pd.__version__.split(".")[0]) < 3)
@@ -275,6 +279,8 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
 
 def _code_ids(values: pd.Series, column: str, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(code per row, distinct ids)`` after `check_ids`; ids in order of first appearance, or sorted."""
+    import pandas as pd
+
     codes, ids = pd.factorize(values, sort=False, use_na_sentinel=False)
     check_ids(list(ids), _first_rows(codes), column)
     if sort:
@@ -290,6 +296,8 @@ def _code_ids(values: pd.Series, column: str, sort: bool = False) -> tuple[np.nd
 
 
 def _validate_labels(values: pd.Series, column: str) -> np.ndarray:
+    import pandas as pd
+
     numeric = pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
     codes, distinct = pd.factorize(values, use_na_sentinel=False) if numeric else (np.zeros(0, np.int64), [])
     check_labels(list(distinct), _first_rows(codes), column, numeric)
@@ -307,6 +315,8 @@ def _check_no_nulls(values: pd.Series, column: str) -> None:
 
 
 def _validate_probabilities(values: pd.Series, column: str) -> np.ndarray:
+    import pandas as pd
+
     _check_no_nulls(values, column)
     if not pd.api.types.is_numeric_dtype(values) or values.dtype == bool:
         raise DataError(f"column {column!r} has dtype {values.dtype}; p must be a float in (0, 1)")
