@@ -4,8 +4,9 @@ Every failure the user can cause (bad data, options, paths; typer's usage errors
 code 2 and one line on stderr naming the flag or file and the fix, never a traceback. Options and
 paths are checked before JAX is imported, so a rejected command returns at once; outputs are
 written atomically (`jaxpref.io.atomic`). Compiled XLA executables are kept in a persistent cache
-in the user's cache directory, so a second run skips most compiling; set ``JAXPREF_COMPILATION_CACHE``
-to another directory, or to ``off`` to disable it.
+in the user's cache directory, and the traced programs beside them (`jaxpref.core.program_cache`),
+so a second run skips tracing and compiling; set ``JAXPREF_COMPILATION_CACHE`` to another
+directory, or to ``off`` to disable both.
 """
 
 from __future__ import annotations

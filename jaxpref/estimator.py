@@ -43,6 +43,7 @@ from jaxpref.core.families import make_family
 from jaxpref.core.families.base import Family
 from jaxpref.identifiability import warn_if_flat
 from jaxpref.core.likelihood import LabelStats
+from jaxpref.core.program_cache import cached_jit
 from jaxpref.core.posterior import (
     count_label_attentiveness,
     per_label_attentiveness,
@@ -274,7 +275,7 @@ def _to_float64(leaf: Any) -> Any:
 
 # The steps after EM are each one executable: run op by op they compiled some 45 small programs,
 # most of a small fit's time on the command line.
-@functools.partial(jax.jit, static_argnames="config")
+@cached_jit(static_argnames=("config",))
 def _finish_in_float64(state: em.EMState, stats: Any, config: em.EMConfig) -> tuple[Any, Any]:
     """The polished, certified fit in float64 (state in the family's canonical labelling), and
     the statistics in float64. Call under ``jax.enable_x64(True)``."""
@@ -283,7 +284,7 @@ def _finish_in_float64(state: em.EMState, stats: Any, config: em.EMConfig) -> tu
     return result._replace(state=result.state._replace(family=config.family.canonical(result.state.family))), stats
 
 
-@functools.partial(jax.jit, static_argnames="dtype")
+@cached_jit(static_argnames=("dtype",))
 def _user_summaries(state64: em.EMState, stats: Any, threshold: float, dtype: np.dtype) -> tuple[Any, Array, Any]:
     """The state in the output dtype, the log posterior over nodes and the per-user summaries."""
     state = jax.tree.map(lambda leaf: leaf.astype(dtype), state64)

@@ -133,9 +133,13 @@ def test_compilation_cache_is_used_and_can_be_turned_off(tmp_path):
     data.write_text("user,label\n" + "".join(f"u{i % 6},{i % 3 % 2}\n" for i in range(30)))
     cache = tmp_path / "xla"
     env = {**os.environ, "JAXPREF_COMPILATION_CACHE": str(cache)}
-    subprocess.run([sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"], env=env,
-                   check=True, capture_output=True)
+    command = [sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"]
+    first = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     assert any(cache.iterdir())
+    # The traced programs are kept too (jaxpref.core.program_cache); a second process reuses them.
+    assert len(list((cache / "jaxpref-programs").iterdir())) >= 4
+    second = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    assert json.loads(second) == json.loads(first)
     off = tmp_path / "off"
     env = {**os.environ, "JAXPREF_COMPILATION_CACHE": "off", "XDG_CACHE_HOME": str(off)}
     subprocess.run([sys.executable, "-m", "jaxpref.cli", "fit", str(data), "--mu", "0.74", "--json"], env=env,

@@ -33,6 +33,7 @@ from jaxtyping import Array
 from jaxpref.core import em, polish
 from jaxpref.core.accelerate import squarem_cycle
 from jaxpref.core.likelihood import Stats
+from jaxpref.core.program_cache import cached_jit
 from jaxpref.checks import METHODS
 
 __all__ = ["fit", "fit_restarts", "finish", "boundary_start"]
@@ -145,7 +146,7 @@ def boundary_start(config: em.EMConfig, mu: Array) -> em.EMState:
     return em.EMState(family, mu)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_restarts", "method"))
+@cached_jit(static_argnames=("config", "num_restarts", "method"))
 def fit_restarts(
     key: Array, stats: Stats, config: em.EMConfig, mu: Array, num_restarts: int,
     method: str = "squarem",

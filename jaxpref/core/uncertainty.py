@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxpref.core.em import MU_MARGIN, EMConfig, EMState, objective
 from jaxpref.core.likelihood import Stats
+from jaxpref.core.program_cache import cached_jit
 
 __all__ = ["free_parameters", "unpack", "standard_errors"]
 
@@ -53,7 +54,7 @@ def unpack(theta: jax.Array, state: EMState, config: EMConfig, active: tuple[int
     return EMState(config.family.from_natural(state.family, theta[num_mu:], active), mu)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "active"))
+@cached_jit(static_argnames=("config", "active"))
 @functools.partial(jax.hessian, argnums=0)
 def _hessian(theta, state: EMState, stats: Stats, config: EMConfig, active: tuple[int, ...]) -> jax.Array:
     """Hessian of the negative objective in natural coordinates (compiled once per model and shape)."""
