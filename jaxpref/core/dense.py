@@ -21,7 +21,8 @@ working memory is one chunk, whatever the number of users.
 Exactness: a ``scaled`` entry underflows when ``L`` is more than ~87 nats (float32) below
 the row's maximum. That only matters when the weights sit where ``scaled`` underflowed, which
 shows as a small ``f_j``; a chunk with any ``f_j < sqrt(tiny)`` is recomputed in log space
-from the stored ``L`` (behind one `lax.cond`, so the exact branch costs nothing when unused).
+from the stored ``L`` (behind one `lax.cond`, so the exact branch costs nothing when unused;
+under `jaxpref.core.driver.fit_restarts` the starts share that decision, `_for_every_start`).
 
 Example:
     >>> import jax.numpy as jnp
@@ -214,6 +215,20 @@ def _chunk_exact(log_table: Array, multiplicity: Array, log_weights: Array) -> t
     return jnp.sum(multiplicity * per_row), multiplicity @ responsibility
 
 
+def _for_every_start(needed: Array) -> Array:
+    """``needed`` of any start, when the caller vmaps over the starts (`em.RESTART_AXIS`); else as is.
+
+    Under vmap a `lax.cond` whose predicate differs between starts runs both branches for every
+    start (a select): the exact log-space pass then ran on every iteration of a default fit with
+    restarts. With the decision shared, the exact pass runs only when some start needs it (and is
+    exact for every start).
+    """
+    try:
+        return jax.lax.psum(needed.astype(jnp.int32), em.RESTART_AXIS) > 0
+    except NameError:  # not under fit_restarts' vmap: this start decides alone
+        return needed
+
+
 def _sweep(state: em.EMState, table: DenseTable) -> tuple[Array, Array]:
     """``(loglik, node_totals)``: one fast pass over the chunks, then exact fix-ups if needed."""
     log_weights = state.family.log_weights
@@ -235,6 +250,7 @@ def _sweep(state: em.EMState, table: DenseTable) -> tuple[Array, Array]:
     _, (logliks, totals, needs_exact) = jax.lax.scan(
         fast_chunk, None, (table.scaled, table.row_max, multiplicity)
     )
+    needs_exact = _for_every_start(needs_exact)
 
     def fix_up():
         # Only chunks flagged by the fast pass are recomputed in log space. The branch sits

@@ -31,6 +31,7 @@ from jaxpref.core.likelihood import Stats, expected_counts, marginal_loglik
 
 __all__ = [
     "MU_MODES",
+    "RESTART_AXIS",
     "EMConfig",
     "EMState",
     "EMInfo",
@@ -48,6 +49,10 @@ MU_MODES = ("known", "prior", "free", "per_label")
 
 #: mu is kept inside [1/2 + MU_MARGIN, 1 - MU_MARGIN] so that log(1 - q) stays finite.
 MU_MARGIN = 1e-6
+
+#: Name of the vmapped axis of the starts in `jaxpref.core.driver.fit_restarts`. A step may reduce a
+#: branch decision over it (`jaxpref.core.dense`), so that the branch stays a branch under vmap.
+RESTART_AXIS = "restarts"
 
 
 class EMConfig(NamedTuple):

@@ -89,6 +89,34 @@ def test_underflowing_rows_use_the_exact_fallback(dtype):
     np.testing.assert_allclose(float(info.loglik), expected_loglik, rtol=1e-6)
 
 
+def test_starts_vmapped_together_share_the_exact_pass_and_each_gets_its_own_step():
+    """Under fit_restarts' vmap (axis `em.RESTART_AXIS`) the exact pass is decided for all starts at
+    once, so it stays a branch; a start that needs it and one that does not each get the NumPy step."""
+    table = np.zeros((8, 4))
+    table[:, 1:] = -1.0
+    table[0] = [0.0, -200.0, -800.0, -900.0]
+    underflowing = np.asarray([1e-30, 0.5, 0.25, 0.25])
+    plain = np.asarray([0.4, 0.3, 0.2, 0.1])
+    config = em.EMConfig(make_family("npmle", 4), "per_label")
+    template = em.init(config, jnp.asarray([0.75]))
+    stats = dense.dense_table(LogLikTable(jnp.asarray(table, jnp.float32), jnp.ones(8)), chunk_size=4)
+
+    def one_step(log_weights):
+        state = template._replace(family=template.family._replace(log_weights=log_weights))
+        new_state, info = dense.step(state, stats, config)
+        return new_state.family.log_weights, info.loglik
+
+    starts = jnp.log(jnp.asarray(np.stack([underflowing, plain]), jnp.float32))
+    together = jax.vmap(one_step, axis_name=em.RESTART_AXIS)
+    assert " cond[" in str(jax.make_jaxpr(together)(starts))  # a branch, not a select of both
+    log_weights, logliks = together(starts)
+    for index, weights in enumerate((underflowing, plain)):
+        expected_weights, expected_loglik = numpy_em_step(table, np.ones(8), weights)
+        np.testing.assert_allclose(np.exp(np.asarray(log_weights[index], np.float64)), expected_weights,
+                                   rtol=1e-5, atol=1e-30)
+        np.testing.assert_allclose(float(logliks[index]), expected_loglik, rtol=1e-6)
+
+
 @pytest.mark.parametrize("family", ["two_point", "beta", "npmle"])
 def test_float64_fit_matches_the_log_space_path(family):
     """A full float64 fit on the dense table agrees with the same fit on the log-space path (jaxpref.core.em.step):
