@@ -327,7 +327,7 @@ def fit_attentiveness(data: Any, options: FitOptions | None = None, **option_val
                          gap_tol=options.gap_tol)
 
     with jax.enable_x64(dtype == "float64"):
-        num_pref_a, num_labels = user_counts(data)  # also the users table's n_pref_a, n_labels
+        num_pref_a, num_labels = user_counts(data)
         warn_degenerate(num_pref_a, num_labels, mode)
         _warn_shape_not_identified(spec, num_labels)
         if data.p is None:
