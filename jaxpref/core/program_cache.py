@@ -103,10 +103,10 @@ def _load(path: Path) -> Callable[..., Any] | None:
     return _runner(exported, out_tree)
 
 
-def _export(function: Callable[..., Any], static: dict[str, Any], in_tree: Any, leaves: list[Any],
-            path: Path) -> Callable[..., Any] | None:
-    """Traces ``function`` on the flat leaves, stores the program at ``path`` and returns it."""
-    signature = inspect.signature(function)
+def _export(function: Callable[..., Any], signature: inspect.Signature, static: dict[str, Any], in_tree: Any,
+            leaves: list[Any], path: Path) -> Callable[..., Any] | None:
+    """Traces ``function`` (of ``signature``) on the flat leaves, stores the program at ``path`` and
+    returns it."""
     out_trees = []
 
     def flat(*flat_leaves):
@@ -153,7 +153,8 @@ def cached_jit(static_argnames: tuple[str, ...] = ()) -> Callable[[Callable[...,
             if any(isinstance(leaf, jax.core.Tracer) or not _on_one_device(leaf) for leaf in leaves):
                 return jitted(*args, **kwargs)
             key = _key(function, static, in_tree, leaves)
-            program = _LOADED.get(key) or _load(folder / key) or _export(function, static, in_tree, leaves, folder / key)
+            program = (_LOADED.get(key) or _load(folder / key)
+                       or _export(function, signature, static, in_tree, leaves, folder / key))
             if program is None:
                 return jitted(*args, **kwargs)
             _LOADED[key] = program

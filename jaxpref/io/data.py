@@ -22,10 +22,10 @@ import numpy as np
 from jaxtyping import Float, Int
 
 from jaxpref.errors import DataError, DegenerateDataWarning
+from jaxpref.io.tables import check_ids, check_labels, reading, resolve_columns, scan
 
 if TYPE_CHECKING:
     import pandas as pd
-from jaxpref.io.tables import check_ids, check_labels, reading, resolve_columns, scan
 
 __all__ = [
     "DataError",
