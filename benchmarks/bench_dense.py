@@ -5,7 +5,14 @@ iteration on a fixed L, side by side in one process:
 
 - ``numpy``: plain NumPy log-sum-exp (float64), the baseline (`benchmarks.numpy_em`);
 - ``logspace``: jaxpref's general step (`jaxpref.core.em.step` on a `LogLikTable`), jitted;
-- ``dense``: `jaxpref.core.dense.step`, two matrix-vector products per user chunk, no exp of L.
+- ``dense``: `jaxpref.core.dense.step`, two matrix-vector products per user chunk, no exp of L;
+  timed per call (``dense_ms``, one jitted step per Python call) and per iteration of a jitted loop
+  of `LOOP_STEPS` steps (``dense_loop_ms``: how a fit runs it, inside one `lax.while_loop`, with
+  no per-step dispatch).
+
+Restarts: ms per EM iteration of `jaxpref.core.driver.fit_restarts` with the default 4 restarts
+(what `fit_attentiveness` runs) against one un-vmapped start (`driver.fit`), per family, on the
+dense table: npmle is concave there (one start runs), beta is not (five vmapped starts).
 
 Bounds: the dense iteration does ``4 m G`` flops and must read the ``m G`` table once, so
 its floor is max(flops / peak flops, bytes / bandwidth), with peak flops measured by a large
@@ -34,7 +41,7 @@ from benchmarks.common import (
     save_figure,
     write_results,
 )
-from jaxpref.core import dense, em
+from jaxpref.core import dense, driver, em
 from jaxpref.core.families import make_family
 from jaxpref.core.likelihood import LogLikTable
 
@@ -63,6 +70,10 @@ def random_table(num_users: int, num_grid: int, seed: int = 0) -> np.ndarray:
     return table
 
 
+#: Steps of the jitted loop that times ``dense_loop_ms``.
+LOOP_STEPS = 20
+
+
 def time_setting(table: np.ndarray, dtype: str, repeats: int, with_numpy: bool) -> dict:
     num_users, num_grid = table.shape
     row = {"m": num_users, "G": num_grid, "dtype": dtype}
@@ -75,6 +86,10 @@ def time_setting(table: np.ndarray, dtype: str, repeats: int, with_numpy: bool) 
         dense_step = jax.jit(lambda s: dense.step(s, dense_table, config))
         row["logspace_ms"] = 1e3 * median_seconds(lambda: logspace_step(state), repeats, jax.block_until_ready)
         row["dense_ms"] = 1e3 * median_seconds(lambda: dense_step(state), repeats, jax.block_until_ready)
+        dense_loop = jax.jit(
+            lambda s: jax.lax.fori_loop(0, LOOP_STEPS, lambda _, s: dense.step(s, dense_table, config)[0], s))
+        loop_seconds = median_seconds(lambda: dense_loop(state), repeats, jax.block_until_ready)
+        row["dense_loop_ms"] = 1e3 * loop_seconds / LOOP_STEPS
         reference, _ = logspace_step(state)
         fast, _ = dense_step(state)
         row["max_weight_diff"] = float(jnp.max(jnp.abs(jnp.exp(reference.family.log_weights)
@@ -84,6 +99,33 @@ def time_setting(table: np.ndarray, dtype: str, repeats: int, with_numpy: bool) 
         ones = np.ones(num_users)
         row["numpy_ms"] = 1e3 * median_seconds(lambda: numpy_em.dense_step(table, ones, log_weights), max(1, repeats // 3))
     return row
+
+
+#: EM iterations per timed restarts fit (plain EM, no tolerance: every fit runs them all).
+RESTART_ITERATIONS = 60
+
+
+def time_restarts(table: np.ndarray, repeats: int) -> list[dict]:
+    """ms per EM iteration: the default fit's restarts against one un-vmapped start, per family."""
+    num_users, num_grid = table.shape
+    mu = jnp.asarray([0.75], jnp.float32)
+    stats = dense.dense_table(LogLikTable(jnp.asarray(table, jnp.float32), jnp.ones(num_users, jnp.float32)))
+    rows = []
+    for family in ("npmle", "beta"):
+        config = em.EMConfig(make_family(family, num_grid), "per_label", tol=0.0, max_iter=RESTART_ITERATIONS,
+                             polish=False)
+        start = em.init(config, mu)
+        row = {"family": family, "m": num_users, "G": num_grid, "concave": config.concave}
+        for name, run in (("one_start", lambda: driver.fit(start, stats, config, method="em")),
+                          ("default_restarts", lambda: driver.fit_restarts(jax.random.key(0), stats, config, mu, 4,
+                                                                           "em")[1])):
+            seconds = median_seconds(run, repeats, jax.block_until_ready)
+            fits = run()
+            row[f"{name}_starts"] = int(np.size(fits.num_iter))
+            row[f"{name}_ms_per_iter"] = 1e3 * seconds / int(np.max(fits.num_iter))
+        row["restarts_over_one"] = row["default_restarts_ms_per_iter"] / row["one_start_ms_per_iter"]
+        rows.append(row)
+    return rows
 
 
 def plot(rows, path: Path) -> None:
@@ -107,9 +149,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON, markdown and PNG")
     args = parser.parse_args(argv)
     if args.quick:
-        sizes, grids, repeats, matmul_size = [2000], [16], 3, 256
+        sizes, grids, repeats, matmul_size, restart_size = [2000], [16], 3, 256, (2000, 8)
     else:
         sizes, grids, repeats, matmul_size = [10_000, 100_000, 1_000_000], [16, 64, 256], 15, 2048
+        restart_size = (100_000, 64)
     ceilings = machine_ceilings(matmul_size)
     rows = []
     for num_grid in grids:
@@ -129,12 +172,18 @@ def main(argv=None) -> list[dict]:
         row["speedup_vs_logspace"] = row["logspace_ms"] / row["dense_ms"]
         if "numpy_ms" in row:
             row["speedup_vs_numpy"] = row["numpy_ms"] / row["dense_ms"]
-    columns = ["m", "G", "dtype", "numpy_ms", "logspace_ms", "dense_ms", "floor_ms", "dense_over_floor",
-               "speedup_vs_logspace", "speedup_vs_numpy", "max_weight_diff"]
+            row["loop_speedup_vs_numpy"] = row["numpy_ms"] / row["dense_loop_ms"]
+    columns = ["m", "G", "dtype", "numpy_ms", "logspace_ms", "dense_ms", "dense_loop_ms", "floor_ms",
+               "dense_over_floor", "speedup_vs_logspace", "speedup_vs_numpy", "loop_speedup_vs_numpy", "max_weight_diff"]
     table = markdown_table(rows, columns)
     table += (f"\n\nMachine ceilings measured in this run: {ceilings['peak_gflops']:.1f} GFLOP/s (float32 matmul), "
               f"{ceilings['bandwidth_gbs']:.1f} GB/s (read).")
-    write_results(args.out, "dense", {"machine": machine(), "ceilings": ceilings, "rows": rows}, table)
+    restarts = time_restarts(random_table(*restart_size), max(1, repeats // 5))
+    table += "\n\n" + markdown_table(restarts, ["family", "m", "G", "concave", "one_start_starts",
+                                                 "one_start_ms_per_iter", "default_restarts_starts",
+                                                 "default_restarts_ms_per_iter", "restarts_over_one"])
+    write_results(args.out, "dense", {"machine": machine(), "ceilings": ceilings, "rows": rows,
+                                      "restarts": restarts}, table)
     plot(rows, args.out / "dense.png")
     return rows
 

@@ -84,7 +84,8 @@ class FitOptions:
         support: fixed ``(lo, hi)`` for ``two_point``; None estimates it.
         num_grid: grid size G for ``beta`` and ``npmle``.
         threshold: tau in ``prob_attentive = P(eta >= tau | data)``.
-        num_restarts: EM starts run together with `jax.vmap`; the best objective is kept.
+        num_restarts: EM starts run together with `jax.vmap`; the best objective is kept. A
+            concave fit (fixed nodes, mu known or per-label p, free weights) runs one start.
         seed: seed of the random starts.
         tol: EM hands over to the Newton polish when the objective changes by less than
             ``tol`` per user over one iteration.

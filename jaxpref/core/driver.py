@@ -153,13 +153,16 @@ def fit_restarts(
 ) -> tuple[em.FitOutput, em.FitOutput]:
     """Runs ``num_restarts + 1`` EM fits in one vmapped computation, keeps the best and polishes it.
 
-    The starts are vmapped over the axis `em.RESTART_AXIS`, so the dense table's exact-pass
-    decision is shared by the starts and stays a `lax.cond` (it had become a select that ran the
-    exact pass on every iteration): per-label p, 1e5 users x 64 nodes, an EM iteration of the
-    default 5 starts costs 2.6x one un-vmapped start's (12.8x before).
-
     Start 0 is the deterministic default, start 1 the `boundary_start`, the others random starts
-    drawn from distinct keys (P_eta parameters, and mu when it is estimated).
+    drawn from distinct keys (P_eta parameters, and mu when it is estimated). The starts are
+    vmapped over the axis `em.RESTART_AXIS`, so the dense table's exact-pass decision is shared
+    by the starts and stays a `lax.cond` (`jaxpref.core.dense`).
+
+    When the objective is concave (``config.concave``: a fixed table and free node weights, as
+    npmle or a two_point support with mu known or per-label p), every start with positive weights
+    reaches the same optimal value, so only the default start runs: restarts would multiply the
+    cost of each iteration (2.5x for npmle with the default 5 starts on a dense table of 1e5 users x
+    64 nodes, `benchmarks/README.md`) and find nothing better.
 
     Args:
         key: PRNG key for the random starts.
@@ -171,8 +174,28 @@ def fit_restarts(
 
     Returns:
         ``(best, all_fits)``: the polished fit of the start with the highest EM objective, and
-        the unpolished EM fits of every start stacked along a leading axis (certificate NaN).
+        the unpolished EM fits of every start stacked along a leading axis (certificate NaN; one
+        fit when ``config.concave``).
     """
+    unpolished = config._replace(polish=False)
+
+    def one(start):
+        state, num_iter, loglik_trace, objective_trace = _em_loop(start, stats, config, method)
+        return _finish(state, stats, unpolished, num_iter, loglik_trace, objective_trace)
+
+    if config.concave:
+        fits = jax.tree.map(lambda leaf: leaf[None], one(em.init(config, mu)))
+    else:
+        fits = jax.vmap(one, axis_name=em.RESTART_AXIS)(_starts(key, config, mu, num_restarts))
+    scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
+    best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
+    if config.polish:  # unpolished, the best start's fit is final as it stands
+        best = _finish(best.state, stats, config, best.num_iter, best.loglik_trace, best.objective_trace)
+    return best, fits
+
+
+def _starts(key: Array, config: em.EMConfig, mu: Array, num_restarts: int) -> em.EMState:
+    """The ``num_restarts + 1`` starts of `fit_restarts`, stacked along a leading axis."""
     dtype = mu.dtype
     keys = jax.random.split(key, num_restarts)
 
@@ -185,17 +208,5 @@ def fit_restarts(
 
     starts = jax.vmap(random_start)(keys)
     starts = jax.tree.map(lambda first, rest: rest.at[0].set(first), em.init(config, mu), starts)
-    starts = jax.tree.map(lambda rest, extra: jnp.concatenate([rest[:1], extra[None], rest[1:]]), starts,
-                          boundary_start(config, mu))
-    unpolished = config._replace(polish=False)
-
-    def one(start):
-        state, num_iter, loglik_trace, objective_trace = _em_loop(start, stats, config, method)
-        return _finish(state, stats, unpolished, num_iter, loglik_trace, objective_trace)
-
-    fits = jax.vmap(one, axis_name=em.RESTART_AXIS)(starts)
-    scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
-    best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
-    if config.polish:  # unpolished, the best start's fit is final as it stands
-        best = _finish(best.state, stats, config, best.num_iter, best.loglik_trace, best.objective_trace)
-    return best, fits
+    return jax.tree.map(lambda rest, extra: jnp.concatenate([rest[:1], extra[None], rest[1:]]), starts,
+                        boundary_start(config, mu))

@@ -83,6 +83,20 @@ class EMConfig(NamedTuple):
     def estimates_mu(self) -> bool:
         return self.mu_mode in ("prior", "free")
 
+    @property
+    def fixed_table(self) -> bool:
+        """True when the per-user table ``L[j, g]`` stays fixed during the fit: fixed nodes and mu
+        not estimated (known, or per-label p)."""
+        return not (self.family.moving_nodes or self.estimates_mu)
+
+    @property
+    def concave(self) -> bool:
+        """True when the objective is concave in everything the fit moves: a `fixed_table` and free
+        node weights. ``sum_j m_j log sum_g w_g exp(L[j, g])`` is then concave in ``w`` on the
+        simplex, so EM from any start with positive weights reaches the same optimal value and
+        restarts cannot find a better one (`jaxpref.core.driver.fit_restarts` runs one start)."""
+        return self.fixed_table and self.family.weights_on_nodes
+
 
 class EMState(NamedTuple):
     """Parameters carried between iterations.
@@ -191,7 +205,7 @@ def step_on(stats: Stats, state: EMState, config: EMConfig) -> tuple[EMState, EM
 
     weighted_resp = jnp.exp(log_resp) * multiplicity[:, None]
     node_totals = jnp.sum(weighted_resp, axis=0)
-    needs_counts = config.family.moving_nodes or config.estimates_mu
+    needs_counts = not config.fixed_table
     counts = expected_counts(stats, family.eta_grid, state.mu, weighted_resp) if needs_counts else None
     new_family = config.family.m_step(family, node_totals, counts)
     mu = state.mu
