@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxpref.io.data import DataError, compress_counts
+from jaxpref.scale import streaming
 from jaxpref.scale.streaming import stream_counts
 
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -38,10 +40,14 @@ def write_parts(frame, folder, num_files):
 
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), num_rows=st.integers(1, 200),
-       id_kind=st.sampled_from(["string", "small_int", "large_int"]), with_groups=st.booleans())
-def test_counts_match_a_pandas_group_by(tmp_path_factory, seed, num_rows, id_kind, with_groups):
+       id_kind=st.sampled_from(["string", "small_int", "large_int"]), with_groups=st.booleans(),
+       rows_per_pass=st.sampled_from([streaming.ROWS_PER_PASS, 1, 17]))
+def test_counts_match_a_pandas_group_by(tmp_path_factory, monkeypatch, seed, num_rows, id_kind, with_groups,
+                                        rows_per_pass):
+    """Also over several passes (one per hash partition of the users): the same counts and order."""
     frame = random_frame(seed, num_rows, id_kind)
     folder = write_parts(frame, tmp_path_factory.mktemp("parts"), num_files=3)
+    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
     out = stream_counts(folder, group_column="group" if with_groups else None, progress=False)
     keys = ["user", "group"] if with_groups else ["user"]
     expected = frame.groupby(keys, sort=False)["label"].agg(["sum", "count"])
@@ -137,8 +143,33 @@ def test_unreadable_text_is_a_data_error(tmp_path):
     [pd.Categorical(["a", " ", "a"]), pd.Series(["a", "", "a"]), pd.Series([1.0, float("nan"), 1.0])],
     ids=["categorical blank", "empty string", "float NaN"],
 )
-def test_missing_ids_of_every_type_are_found_in_the_aggregate(tmp_path, users):
+@pytest.mark.parametrize("rows_per_pass", [streaming.ROWS_PER_PASS, 1])
+def test_missing_ids_of_every_type_are_found_in_the_aggregate(tmp_path, monkeypatch, users, rows_per_pass):
     path = tmp_path / "ids.parquet"
     pq.write_table(pa.Table.from_pandas(pd.DataFrame({"user": users, "label": [1, 0, 1]}), preserve_index=False), path)
+    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
     with pytest.raises(DataError, match="missing or empty id at row 1"):
         stream_counts(path, progress=False)
+
+
+@pytest.mark.parametrize("rows_per_pass", [streaming.ROWS_PER_PASS, 1])
+def test_a_null_id_is_found_in_any_pass(tmp_path, monkeypatch, rows_per_pass):
+    """Rows with a null id reach a pass (and the id check) whatever the number of passes."""
+    path = tmp_path / "ids.parquet"
+    frame = pd.DataFrame({"user": pd.array([5, 6, None, 6], dtype="Int64"), "label": [1, 0, 1, 1]})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
+    with pytest.raises(DataError, match="missing or empty id at row 2"):
+        stream_counts(path, progress=False)
+
+
+def test_parquet_is_aggregated_in_passes_and_text_once(tmp_path, monkeypatch):
+    frame = random_frame(0, 40, "small_int")
+    parquet, text = tmp_path / "labels.parquet", tmp_path / "labels.csv"
+    frame.to_parquet(parquet)
+    frame.to_csv(text, index=False)
+    monkeypatch.setattr(streaming, "ROWS_PER_PASS", 10)
+    assert streaming.num_passes(str(parquet), pl.scan_parquet(parquet)) == 4
+    assert streaming.num_passes(str(text), pl.scan_csv(text)) == 1
+    monkeypatch.setattr(streaming, "ROWS_PER_PASS", 1)
+    assert streaming.num_passes(str(parquet), pl.scan_parquet(parquet)) == streaming.MAX_PASSES
