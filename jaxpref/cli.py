@@ -253,7 +253,7 @@ PColumnOption = typer.Option(None, "--p-column", help="column of per-label p (re
 GroupColumnOption = typer.Option(None, "--group-column", help="column of groups, one mu per group")
 GridOption = typer.Option(64, "--num-grid", help="grid size for beta and npmle")
 ThresholdOption = typer.Option(0.5, "--threshold", help="tau in P(eta >= tau)")
-RestartsOption = typer.Option(4, "--restarts", help="EM starts run together (vmap)")
+RestartsOption = typer.Option(4, "--restarts", help="EM starts run together (vmap); a concave fit runs one")
 SeedOption = typer.Option(0, "--seed")
 DtypeOption = typer.Option("float32", "--dtype", help="float32 | float64")
 UserColumnOption = typer.Option("user", "--user-column")
