@@ -41,13 +41,13 @@ def write_parts(frame, folder, num_files):
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), num_rows=st.integers(1, 200),
        id_kind=st.sampled_from(["string", "small_int", "large_int"]), with_groups=st.booleans(),
-       rows_per_pass=st.sampled_from([streaming.ROWS_PER_PASS, 1, 17]))
+       cells_per_pass=st.sampled_from([streaming.CELLS_PER_PASS, 1, 17]))
 def test_counts_match_a_pandas_group_by(tmp_path_factory, monkeypatch, seed, num_rows, id_kind, with_groups,
-                                        rows_per_pass):
+                                        cells_per_pass):
     """Also over several passes (one per hash partition of the users): the same counts and order."""
     frame = random_frame(seed, num_rows, id_kind)
     folder = write_parts(frame, tmp_path_factory.mktemp("parts"), num_files=3)
-    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
+    monkeypatch.setattr(streaming, "CELLS_PER_PASS", cells_per_pass)
     out = stream_counts(folder, group_column="group" if with_groups else None, progress=False)
     keys = ["user", "group"] if with_groups else ["user"]
     expected = frame.groupby(keys, sort=False)["label"].agg(["sum", "count"])
@@ -143,33 +143,46 @@ def test_unreadable_text_is_a_data_error(tmp_path):
     [pd.Categorical(["a", " ", "a"]), pd.Series(["a", "", "a"]), pd.Series([1.0, float("nan"), 1.0])],
     ids=["categorical blank", "empty string", "float NaN"],
 )
-@pytest.mark.parametrize("rows_per_pass", [streaming.ROWS_PER_PASS, 1])
-def test_missing_ids_of_every_type_are_found_in_the_aggregate(tmp_path, monkeypatch, users, rows_per_pass):
+@pytest.mark.parametrize("cells_per_pass", [streaming.CELLS_PER_PASS, 1])
+def test_missing_ids_of_every_type_are_found_in_the_aggregate(tmp_path, monkeypatch, users, cells_per_pass):
     path = tmp_path / "ids.parquet"
     pq.write_table(pa.Table.from_pandas(pd.DataFrame({"user": users, "label": [1, 0, 1]}), preserve_index=False), path)
-    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
+    monkeypatch.setattr(streaming, "CELLS_PER_PASS", cells_per_pass)
     with pytest.raises(DataError, match="missing or empty id at row 1"):
         stream_counts(path, progress=False)
 
 
-@pytest.mark.parametrize("rows_per_pass", [streaming.ROWS_PER_PASS, 1])
-def test_a_null_id_is_found_in_any_pass(tmp_path, monkeypatch, rows_per_pass):
+@pytest.mark.parametrize("cells_per_pass", [streaming.CELLS_PER_PASS, 1])
+def test_a_null_id_is_found_in_any_pass(tmp_path, monkeypatch, cells_per_pass):
     """Rows with a null id reach a pass (and the id check) whatever the number of passes."""
     path = tmp_path / "ids.parquet"
     frame = pd.DataFrame({"user": pd.array([5, 6, None, 6], dtype="Int64"), "label": [1, 0, 1, 1]})
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
-    monkeypatch.setattr(streaming, "ROWS_PER_PASS", rows_per_pass)
+    monkeypatch.setattr(streaming, "CELLS_PER_PASS", cells_per_pass)
     with pytest.raises(DataError, match="missing or empty id at row 2"):
         stream_counts(path, progress=False)
 
 
-def test_parquet_is_aggregated_in_passes_and_text_once(tmp_path, monkeypatch):
-    frame = random_frame(0, 40, "small_int")
-    parquet, text = tmp_path / "labels.parquet", tmp_path / "labels.csv"
-    frame.to_parquet(parquet)
-    frame.to_csv(text, index=False)
-    monkeypatch.setattr(streaming, "ROWS_PER_PASS", 10)
-    assert streaming.num_passes(str(parquet), pl.scan_parquet(parquet)) == 4
-    assert streaming.num_passes(str(text), pl.scan_csv(text)) == 1
-    monkeypatch.setattr(streaming, "ROWS_PER_PASS", 1)
-    assert streaming.num_passes(str(parquet), pl.scan_parquet(parquet)) == streaming.MAX_PASSES
+def test_passes_follow_the_estimated_cells_of_parquet_only(tmp_path, monkeypatch):
+    """Rows times the share of distinct users in a sample: sorted ids need fewer passes than the same
+    rows shuffled; text is parsed once; the passes are capped."""
+    users = np.repeat(np.arange(20), 20)
+    sorted_frame = pd.DataFrame({"user": users, "label": 1})
+    shuffled_frame = sorted_frame.sample(frac=1.0, random_state=0)
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("sorted", "shuffled")}
+    sorted_frame.to_parquet(paths["sorted"])
+    shuffled_frame.to_parquet(paths["shuffled"])
+    text = tmp_path / "labels.csv"
+    shuffled_frame.to_csv(text, index=False)
+    monkeypatch.setattr(streaming, "SAMPLE_ROWS", 100)
+    monkeypatch.setattr(streaming, "CELLS_PER_PASS", 30)
+
+    def passes(path, lazy):
+        return streaming.num_passes(str(path), lazy, ("user",))
+
+    sampled = shuffled_frame["user"].iloc[:100].nunique()
+    assert passes(paths["sorted"], pl.scan_parquet(paths["sorted"])) == 1  # 400 rows x 5/100 = 20 cells
+    assert passes(paths["shuffled"], pl.scan_parquet(paths["shuffled"])) == int(np.ceil(400 * sampled / 100 / 30))
+    assert passes(text, pl.scan_csv(text)) == 1
+    monkeypatch.setattr(streaming, "CELLS_PER_PASS", 1)
+    assert passes(paths["shuffled"], pl.scan_parquet(paths["shuffled"])) == streaming.MAX_PASSES
