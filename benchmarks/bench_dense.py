@@ -11,8 +11,9 @@ iteration on a fixed L, side by side in one process:
   no per-step dispatch).
 
 Restarts: ms per EM iteration of `jaxpref.core.driver.fit_restarts` with the default 4 restarts
-(what `fit_attentiveness` runs) against one un-vmapped start (`driver.fit`), per family, on the
-dense table: npmle is concave there (one start runs), beta is not (five vmapped starts).
+(what `fit_attentiveness` runs) against one un-vmapped start (`driver.fit`), per family: on the
+dense table npmle is concave (one start runs) and beta is not (five vmapped starts); on per-label
+statistics two_point's five starts run one after another.
 
 Bounds: the dense iteration does ``4 m G`` flops and must read the ``m G`` table once, so
 its floor is max(flops / peak flops, bytes / bandwidth), with peak flops measured by a large
@@ -44,6 +45,7 @@ from benchmarks.common import (
 from jaxpref.core import dense, driver, em
 from jaxpref.core.families import make_family
 from jaxpref.core.likelihood import LogLikTable
+from jaxpref.io.data import LabelStats
 
 
 def machine_ceilings(size: int) -> dict[str, float]:
@@ -105,17 +107,32 @@ def time_setting(table: np.ndarray, dtype: str, repeats: int, with_numpy: bool) 
 RESTART_ITERATIONS = 60
 
 
+def random_labels(num_users: int, labels_per_user: int = 10, seed: int = 0) -> LabelStats:
+    """Per-label statistics of users with Beta(3, 5) attentiveness and random per-label p (float32)."""
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(num_users), labels_per_user)
+    p = rng.uniform(0.55, 0.99, rows.size)
+    chose_a = rng.uniform(size=rows.size) < 0.5 + rng.beta(3.0, 5.0, num_users)[rows] * (p - 0.5)
+    return LabelStats(jnp.asarray(rows, jnp.int32), jnp.asarray(chose_a, jnp.float32), jnp.asarray(p, jnp.float32),
+                      jnp.ones(num_users, jnp.float32))
+
+
 def time_restarts(table: np.ndarray, repeats: int) -> list[dict]:
-    """ms per EM iteration: the default fit's restarts against one un-vmapped start, per family."""
+    """ms per EM iteration: the default fit's restarts against one un-vmapped start, per family.
+
+    npmle and beta on the dense table of ``table``; two_point (free support) on per-label
+    statistics of as many users, whose starts run one after another (`driver.starts_together`).
+    """
     num_users, num_grid = table.shape
     mu = jnp.asarray([0.75], jnp.float32)
-    stats = dense.dense_table(LogLikTable(jnp.asarray(table, jnp.float32), jnp.ones(num_users, jnp.float32)))
+    dense_stats = dense.dense_table(LogLikTable(jnp.asarray(table, jnp.float32), jnp.ones(num_users, jnp.float32)))
     rows = []
-    for family in ("npmle", "beta"):
+    for family, stats in (("npmle", dense_stats), ("beta", dense_stats), ("two_point", random_labels(num_users))):
         config = em.EMConfig(make_family(family, num_grid), "per_label", tol=0.0, max_iter=RESTART_ITERATIONS,
                              polish=False)
         start = em.init(config, mu)
-        row = {"family": family, "m": num_users, "G": num_grid, "concave": config.concave}
+        row = {"family": family, "statistics": type(stats).__name__, "m": num_users, "G": config.family.num_nodes,
+               "concave": config.concave, "together": driver.starts_together(stats)}
         for name, run in (("one_start", lambda: driver.fit(start, stats, config, method="em")),
                           ("default_restarts", lambda: driver.fit_restarts(jax.random.key(0), stats, config, mu, 4,
                                                                            "em")[1])):
@@ -179,8 +196,8 @@ def main(argv=None) -> list[dict]:
     table += (f"\n\nMachine ceilings measured in this run: {ceilings['peak_gflops']:.1f} GFLOP/s (float32 matmul), "
               f"{ceilings['bandwidth_gbs']:.1f} GB/s (read).")
     restarts = time_restarts(random_table(*restart_size), max(1, repeats // 5))
-    table += "\n\n" + markdown_table(restarts, ["family", "m", "G", "concave", "one_start_starts",
-                                                 "one_start_ms_per_iter", "default_restarts_starts",
+    table += "\n\n" + markdown_table(restarts, ["family", "statistics", "m", "G", "concave", "together",
+                                                 "one_start_starts", "one_start_ms_per_iter", "default_restarts_starts",
                                                  "default_restarts_ms_per_iter", "restarts_over_one"])
     write_results(args.out, "dense", {"machine": machine(), "ceilings": ceilings, "rows": rows,
                                       "restarts": restarts}, table)

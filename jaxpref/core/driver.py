@@ -6,9 +6,10 @@ safeguarded SQUAREM cycles (`jaxpref.core.accelerate`) until the objective chang
 objective with Newton steps and certifies the result: ``converged`` means the bound on the
 objective still to gain is at most ``config.gap_tol`` nats. A slow EM step alone never counts.
 
-`fit_restarts` runs several starts in one vmapped computation (the deterministic default, a
-boundary start with no attentive users and mu at its prior mode, and random starts), keeps the
-best and polishes it.
+`fit_restarts` runs several starts (the deterministic default, a boundary start with no attentive
+users and mu at its prior mode, and random starts) in one vmapped computation, or one after
+another where batching costs more than the starts (`starts_together`), keeps the best and
+polishes it; a concave fit runs one start.
 
 Example:
     >>> import jax.numpy as jnp
@@ -35,8 +36,9 @@ from jaxpref.core.accelerate import squarem_cycle
 from jaxpref.core.likelihood import Stats
 from jaxpref.core.program_cache import cached_jit
 from jaxpref.checks import METHODS
+from jaxpref.io.data import LabelStats
 
-__all__ = ["fit", "fit_restarts", "finish", "boundary_start"]
+__all__ = ["fit", "fit_restarts", "finish", "boundary_start", "starts_together"]
 
 #: EM hands over to the polish once the objective changes by less than this many units in the
 #: last place of its float dtype (or by ``tol`` per user, whichever is larger).
@@ -151,12 +153,13 @@ def fit_restarts(
     key: Array, stats: Stats, config: em.EMConfig, mu: Array, num_restarts: int,
     method: str = "squarem",
 ) -> tuple[em.FitOutput, em.FitOutput]:
-    """Runs ``num_restarts + 1`` EM fits in one vmapped computation, keeps the best and polishes it.
+    """Runs ``num_restarts + 1`` EM fits, keeps the best and polishes it.
 
     Start 0 is the deterministic default, start 1 the `boundary_start`, the others random starts
-    drawn from distinct keys (P_eta parameters, and mu when it is estimated). The starts are
-    vmapped over the axis `em.RESTART_AXIS`, so the dense table's exact-pass decision is shared
-    by the starts and stays a `lax.cond` (`jaxpref.core.dense`).
+    drawn from distinct keys (P_eta parameters, and mu when it is estimated). Where
+    `starts_together` says so, the starts are vmapped over the axis `em.RESTART_AXIS` (so the
+    dense table's exact-pass decision is shared by the starts and stays a `lax.cond`,
+    `jaxpref.core.dense`); otherwise they run one after another with `lax.map`.
 
     When the objective is concave (``config.concave``: a fixed table and free node weights, as
     npmle or a two_point support with mu known or per-label p), every start with positive weights
@@ -185,13 +188,35 @@ def fit_restarts(
 
     if config.concave:
         fits = jax.tree.map(lambda leaf: leaf[None], one(em.init(config, mu)))
-    else:
+    elif starts_together(stats):
         fits = jax.vmap(one, axis_name=em.RESTART_AXIS)(_starts(key, config, mu, num_restarts))
+    else:
+        fits = jax.lax.map(one, _starts(key, config, mu, num_restarts))
     scores = jnp.where(jnp.isfinite(fits.objective), fits.objective, -jnp.inf)
     best = jax.tree.map(lambda leaf: leaf[jnp.argmax(scores)], fits)
     if config.polish:  # unpolished, the best start's fit is final as it stands
         best = _finish(best.state, stats, config, best.num_iter, best.loglik_trace, best.objective_trace)
     return best, fits
+
+
+@functools.singledispatch
+def starts_together(stats: Stats) -> bool:
+    """Whether `fit_restarts` vmaps its starts over these statistics (dispatched on their type).
+
+    True by default: on count rows and dense tables the starts share each read of the statistics,
+    and their products batch into matrix products (five npmle starts on a dense table cost 2-3x
+    one start per iteration, `benchmarks/README.md`).
+    """
+    return True
+
+
+@starts_together.register
+def _(stats: LabelStats) -> bool:
+    # Per-label rows are scattered to their users and gathered back every iteration. Batched over
+    # five starts, XLA's CPU scatter cost 8x one start's and the gather 11x (1e6 labels), so five
+    # starts one after another are cheaper than together: a default two_point per-label fit of 1e5
+    # users x 10 labels took 4.5 s instead of 8.6 s, with the same optimum.
+    return False
 
 
 def _starts(key: Array, config: em.EMConfig, mu: Array, num_restarts: int) -> em.EMState:
