@@ -23,14 +23,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
+
+from jaxpref.io.atomic import atomic_paths
 
 __all__ = ["cached_jit", "directory"]
 
@@ -74,18 +74,6 @@ def _key(function: Callable[..., Any], static: dict[str, Any], in_tree: Any, lea
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _runner(exported: Any, out_tree: Any) -> Callable[..., Any]:
     """The exported program as a function of the flat leaves that returns the output tree."""
     call = jax.jit(exported.call)
@@ -121,7 +109,9 @@ def _export(function: Callable[..., Any], signature: inspect.Signature, static: 
     except Exception:  # a program jax.export cannot serialize: stay with plain jit
         return None
     try:
-        _write_atomically(path, payload)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_paths([path]) as (temporary,):
+            Path(temporary).write_bytes(payload)
     except OSError:
         pass  # a read-only cache still serves this process
     return _runner(exported, out_trees[-1])
